@@ -1,0 +1,95 @@
+//! Settings every driver has (`path`, `fd`, `read-only`, `num-queues`,
+//! `num-poll-queues`) and the property getters/setters for them, so each
+//! driver's table can point at one shared implementation.
+
+use std::os::fd::RawFd;
+
+use super::error::Result;
+use super::property::{check, Value};
+
+/// The common settings of an instance.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: String,
+    /// -1 = unset.
+    pub fd: RawFd,
+    pub read_only: bool,
+    pub num_queues: i32,
+    pub num_poll_queues: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: String::new(),
+            fd: -1,
+            read_only: false,
+            num_queues: 1,
+            num_poll_queues: 0,
+        }
+    }
+}
+
+/// A driver that holds a [`Config`].
+pub trait Configured {
+    fn config(&self) -> &Config;
+    fn config_mut(&mut self) -> &mut Config;
+}
+
+pub fn get_path<D: Configured>(d: &D) -> Result<Value> {
+    Ok(Value::Str(d.config().path.clone()))
+}
+
+pub fn set_path<D: Configured>(d: &mut D, v: Value) -> Result<()> {
+    d.config_mut().path = v.into_string();
+    Ok(())
+}
+
+pub fn get_fd<D: Configured>(d: &D) -> Result<Value> {
+    Ok(Value::Int(d.config().fd))
+}
+
+/// Any int is accepted; validity is checked at connect.
+pub fn set_fd<D: Configured>(d: &mut D, v: Value) -> Result<()> {
+    d.config_mut().fd = v.as_int();
+    Ok(())
+}
+
+pub fn get_read_only<D: Configured>(d: &D) -> Result<Value> {
+    Ok(Value::Bool(d.config().read_only))
+}
+
+pub fn set_read_only<D: Configured>(d: &mut D, v: Value) -> Result<()> {
+    d.config_mut().read_only = v.as_bool();
+    Ok(())
+}
+
+pub fn get_num_queues<D: Configured>(d: &D) -> Result<Value> {
+    Ok(Value::Int(d.config().num_queues))
+}
+
+pub fn set_num_queues<D: Configured>(d: &mut D, v: Value) -> Result<()> {
+    d.config_mut().num_queues =
+        check::non_negative(&v, "num_queues must be equal to or greater than 0")?;
+    Ok(())
+}
+
+pub fn get_num_poll_queues<D: Configured>(d: &D) -> Result<Value> {
+    Ok(Value::Int(d.config().num_poll_queues))
+}
+
+pub fn set_num_poll_queues<D: Configured>(d: &mut D, v: Value) -> Result<()> {
+    d.config_mut().num_poll_queues =
+        check::non_negative(&v, "num_poll_queues must be equal to or greater than 0")?;
+    Ok(())
+}
+
+/// Checks that exactly one of `path` and `fd` is set (connect, ABI.md §6.3).
+pub fn check_path_or_fd(c: &Config) -> Result<()> {
+    use super::error::Error;
+    match (c.path.is_empty(), c.fd == -1) {
+        (true, true) => Err(Error::invalid("One of path and fd must be set")),
+        (false, false) => Err(Error::invalid("path and fd cannot be set at the same time")),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,13 @@
+//! Driver-independent parts: the instance state machine, the property
+//! registry, memory regions, queues with their backlogs, and requests.
+
+pub mod config;
+pub mod error;
+pub mod instance;
+pub mod property;
+pub mod queue;
+pub mod region;
+pub mod request;
+pub mod sys;
+
+pub use error::{Error, Result};

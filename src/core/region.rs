@@ -1,0 +1,147 @@
+//! Memory regions: allocation through memfd, and the registries of
+//! allocated and mapped regions (keyed by the complete 40-byte value).
+
+use std::ffi::c_void;
+
+use super::error::{Error, Result};
+
+/// `struct blkio_mem_region` (40 bytes, ABI.md §2.2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemRegion {
+    pub addr: *mut c_void,
+    pub len: usize,
+    pub iova: u64,
+    pub fd_offset: i64,
+    pub fd: std::ffi::c_int,
+    pub flags: u32,
+}
+
+// SAFETY: a region describes memory shared with the application; the
+// library only passes its address around and unmaps what it allocated.
+unsafe impl Send for MemRegion {}
+unsafe impl Sync for MemRegion {}
+
+impl MemRegion {
+    /// Whether `[addr, addr+len)` lies inside this region.
+    pub fn contains(&self, addr: usize, len: usize) -> bool {
+        let start = self.addr as usize;
+        addr >= start
+            && addr
+                .checked_add(len)
+                .is_some_and(|end| end <= start + self.len)
+    }
+}
+
+/// Allocates a shared, fd-backed region of `len` bytes (`len` already
+/// checked against the alignment): memfd "libblkio-buf" with close-on-exec,
+/// sized with ftruncate and mapped shared.
+pub fn allocate(len: usize, align: u64) -> Result<MemRegion> {
+    if len == 0 {
+        return Err(Error::from_errno(libc::EINVAL));
+    }
+    // SAFETY: plain system calls on a name we own; every failure path
+    // closes the descriptor.
+    unsafe {
+        let fd = libc::memfd_create(c"libblkio-buf".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return Err(Error::last_os_error());
+        }
+        if libc::ftruncate(fd, len as libc::off_t) < 0 {
+            let e = Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if addr == libc::MAP_FAILED {
+            let e = Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        if align > 1 && (addr as u64) % align != 0 {
+            libc::munmap(addr, len);
+            libc::close(fd);
+            return Err(Error::new(
+                libc::EOVERFLOW,
+                format!("Address {addr:p} violates mem-region-alignment {align}"),
+            ));
+        }
+        Ok(MemRegion {
+            addr,
+            len,
+            iova: 0,
+            fd_offset: 0,
+            fd,
+            flags: 0,
+        })
+    }
+}
+
+/// Releases a region made by [`allocate`].
+pub fn release(region: &MemRegion) {
+    // SAFETY: the region was created by `allocate` and is not mapped by the
+    // driver any more; the application gave it back.
+    unsafe {
+        libc::munmap(region.addr, region.len);
+        libc::close(region.fd);
+    }
+}
+
+/// The regions an instance knows about.
+#[derive(Default)]
+pub struct Regions {
+    allocated: Vec<MemRegion>,
+    mapped: Vec<MemRegion>,
+}
+
+impl Regions {
+    pub fn add_allocated(&mut self, r: MemRegion) {
+        self.allocated.push(r);
+    }
+
+    /// Forgets and returns an allocated region if it is known and unmapped.
+    pub fn take_allocated(&mut self, r: &MemRegion) -> Option<MemRegion> {
+        if self.is_mapped(r) {
+            return None;
+        }
+        let i = self.allocated.iter().position(|a| a == r)?;
+        Some(self.allocated.swap_remove(i))
+    }
+
+    pub fn is_mapped(&self, r: &MemRegion) -> bool {
+        self.mapped.contains(r)
+    }
+
+    pub fn add_mapped(&mut self, r: MemRegion) {
+        self.mapped.push(r);
+    }
+
+    pub fn remove_mapped(&mut self, r: &MemRegion) -> bool {
+        match self.mapped.iter().position(|m| m == r) {
+            Some(i) => {
+                self.mapped.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn mapped(&self) -> &[MemRegion] {
+        &self.mapped
+    }
+
+    /// Empties both registries, returning (mapped, allocated).
+    pub fn drain(&mut self) -> (Vec<MemRegion>, Vec<MemRegion>) {
+        (
+            std::mem::take(&mut self.mapped),
+            std::mem::take(&mut self.allocated),
+        )
+    }
+}

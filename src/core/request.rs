@@ -1,0 +1,250 @@
+//! Requests and completions as the queues see them.
+//!
+//! A [`Request`] is a small `Copy` value built by the C API from the
+//! arguments of a `blkioq_*` call. [`Completion`] is the C ABI's
+//! `struct blkio_completion`, written straight into the caller's array.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+/// Request flag: the data is durable when the request completes.
+pub const REQ_FUA: u32 = 1 << 0;
+/// Request flag: write-zeroes must not deallocate.
+pub const REQ_NO_UNMAP: u32 = 1 << 1;
+/// Request flag: write-zeroes fails instead of writing zero buffers.
+pub const REQ_NO_FALLBACK: u32 = 1 << 2;
+const REQ_ALL: u32 = REQ_FUA | REQ_NO_UNMAP | REQ_NO_FALLBACK;
+
+/// `struct blkio_completion` (32 bytes, ABI.md §2.2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub user_data: *mut c_void,
+    pub error_msg: *const c_char,
+    pub ret: c_int,
+    pub reserved_: [u8; 12],
+}
+
+impl Completion {
+    /// A completion with `ret` (0 or negative errno) and an optional message.
+    #[inline]
+    pub fn new(user_data: usize, ret: i32, msg: Option<&'static CStr>) -> Self {
+        Completion {
+            user_data: user_data as *mut c_void,
+            error_msg: msg.map_or(std::ptr::null(), CStr::as_ptr),
+            ret,
+            reserved_: [0; 12],
+        }
+    }
+}
+
+/// `struct blkio_zone` (64 bytes, ABI.md §2.2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Zone {
+    pub start: u64,
+    pub len: u64,
+    pub capacity: u64,
+    pub write_pointer: u64,
+    pub zone_type: u8,
+    pub zone_state: u8,
+    pub reset: u8,
+    pub reserved_: [u8; 29],
+}
+
+/// The zone management operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneOp {
+    Open,
+    Close,
+    Finish,
+    Reset,
+}
+
+/// What a request does. Buffers are the caller's and stay valid until the
+/// request completes (the API contract).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Read {
+        buf: *mut u8,
+        len: usize,
+    },
+    Write {
+        buf: *const u8,
+        len: usize,
+    },
+    Readv {
+        iov: *const libc::iovec,
+        iovcnt: u32,
+    },
+    Writev {
+        iov: *const libc::iovec,
+        iovcnt: u32,
+    },
+    WriteZeroes {
+        len: u64,
+    },
+    Discard {
+        len: u64,
+    },
+    Flush,
+    ReportZones {
+        zones: *mut Zone,
+        nr_zones: u32,
+    },
+    /// One zone (`start` is its offset) or, with `all`, every zone.
+    ZoneMgmt {
+        op: ZoneOp,
+        all: bool,
+    },
+}
+
+impl Op {
+    /// Flags a request of this type accepts (REQUESTS.md §2).
+    fn allowed_flags(&self) -> u32 {
+        match self {
+            Op::Write { .. } | Op::Writev { .. } => REQ_FUA,
+            Op::WriteZeroes { .. } => REQ_ALL,
+            _ => 0,
+        }
+    }
+
+    /// The application's iovec array of readv/writev (empty otherwise).
+    pub fn iovecs(&self) -> &[libc::iovec] {
+        match *self {
+            Op::Readv { iov, iovcnt } | Op::Writev { iov, iovcnt }
+                if !iov.is_null() && iovcnt > 0 =>
+            {
+                // SAFETY: the application passed `iovcnt` iovecs at `iov`
+                // and keeps them valid until the request completes (API
+                // contract); the C layer refused NULL with iovcnt > 0.
+                unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
+            }
+            _ => &[],
+        }
+    }
+
+    /// Whether the request changes the device's contents.
+    pub fn is_modifying(&self) -> bool {
+        !matches!(
+            self,
+            Op::Read { .. } | Op::Readv { .. } | Op::Flush | Op::ReportZones { .. }
+        )
+    }
+
+    /// Whether this is a data transfer (read/write/readv/writev).
+    pub fn is_rw(&self) -> bool {
+        matches!(
+            self,
+            Op::Read { .. } | Op::Write { .. } | Op::Readv { .. } | Op::Writev { .. }
+        )
+    }
+}
+
+/// A request waiting for, or placed in, a queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    pub op: Op,
+    /// Byte offset on the device (zone offset for zone requests).
+    pub start: u64,
+    pub user_data: usize,
+    pub flags: u32,
+}
+
+// SAFETY: the raw pointers in `Op` are the application's buffers; the API
+// contract makes the application keep them valid until completion, and a
+// queue is used by one thread at a time.
+unsafe impl Send for Request {}
+
+impl Request {
+    /// The call-time flag check of REQUESTS.md §2: unknown bits first, then
+    /// the lowest known flag this request type does not allow.
+    pub fn check_flags(&self) -> Result<(), &'static CStr> {
+        if self.flags & !REQ_ALL != 0 {
+            return Err(c"unsupported bits in request flags");
+        }
+        let bad = self.flags & !self.op.allowed_flags();
+        if bad & REQ_FUA != 0 {
+            Err(c"BLKIO_REQ_FUA is invalid for this request type")
+        } else if bad & REQ_NO_UNMAP != 0 {
+            Err(c"BLKIO_REQ_NO_UNMAP is invalid for this request type")
+        } else if bad & REQ_NO_FALLBACK != 0 {
+            Err(c"BLKIO_REQ_NO_FALLBACK is invalid for this request type")
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    pub fn fua(&self) -> bool {
+        self.flags & REQ_FUA != 0
+    }
+
+    /// Total data length of a read/write type request.
+    pub fn data_len(&self) -> u64 {
+        match self.op {
+            Op::Read { len, .. } | Op::Write { len, .. } => len as u64,
+            Op::Readv { .. } | Op::Writev { .. } => {
+                self.op.iovecs().iter().map(|v| v.iov_len as u64).sum()
+            }
+            Op::WriteZeroes { len } | Op::Discard { len } => len,
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(op: Op, flags: u32) -> Request {
+        Request {
+            op,
+            start: 0,
+            user_data: 0,
+            flags,
+        }
+    }
+
+    #[test]
+    fn flag_rules() {
+        let read = Op::Read {
+            buf: std::ptr::null_mut(),
+            len: 0,
+        };
+        assert_eq!(
+            req(read, 8).check_flags(),
+            Err(c"unsupported bits in request flags")
+        );
+        assert_eq!(
+            req(read, 8 | REQ_FUA).check_flags(),
+            Err(c"unsupported bits in request flags")
+        );
+        assert_eq!(
+            req(read, REQ_FUA).check_flags(),
+            Err(c"BLKIO_REQ_FUA is invalid for this request type")
+        );
+        assert_eq!(
+            req(Op::Flush, REQ_NO_UNMAP | REQ_NO_FALLBACK).check_flags(),
+            Err(c"BLKIO_REQ_NO_UNMAP is invalid for this request type")
+        );
+        assert_eq!(
+            req(Op::WriteZeroes { len: 1 }, REQ_ALL).check_flags(),
+            Ok(())
+        );
+        let write = Op::Write {
+            buf: std::ptr::null(),
+            len: 0,
+        };
+        assert_eq!(req(write, REQ_FUA).check_flags(), Ok(()));
+        assert_eq!(
+            req(write, REQ_NO_FALLBACK).check_flags(),
+            Err(c"BLKIO_REQ_NO_FALLBACK is invalid for this request type")
+        );
+    }
+
+    #[test]
+    fn abi_sizes() {
+        assert_eq!(std::mem::size_of::<Completion>(), 32);
+        assert_eq!(std::mem::size_of::<Zone>(), 64);
+    }
+}

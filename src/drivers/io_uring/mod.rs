@@ -1,0 +1,266 @@
+//! The `io_uring` driver: regular files and block devices through Linux
+//! io_uring (PROPERTIES.md §3, REQUESTS.md §7.1).
+
+mod file;
+mod queue;
+
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::core::config::{self, Config, Configured};
+use crate::core::instance::{Driver, StartedQueues};
+use crate::core::property::{check, Access, PropType, Property, Value};
+use crate::core::queue::QueueDriver;
+use crate::core::{Error, Result};
+
+use file::DeviceFile;
+use queue::RingQueue;
+
+/// Driver state: settings, then the device file once connected.
+pub struct IoUringDriver {
+    config: Config,
+    direct: bool,
+    num_entries: i32,
+    file: Option<Arc<DeviceFile>>,
+}
+
+impl Default for IoUringDriver {
+    fn default() -> Self {
+        IoUringDriver {
+            config: Config::default(),
+            direct: false,
+            num_entries: 128,
+            file: None,
+        }
+    }
+}
+
+impl Configured for IoUringDriver {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+}
+
+impl IoUringDriver {
+    fn file(&self) -> Result<&DeviceFile> {
+        self.file.as_deref().ok_or_else(Error::not_connected)
+    }
+
+    /// A value computed from the connected file (-ENODEV before).
+    fn with_file(&self, f: impl FnOnce(&DeviceFile) -> Value) -> Result<Value> {
+        self.file().map(f)
+    }
+
+    fn open_path(&self) -> Result<OwnedFd> {
+        let path = CString::new(self.config.path.as_bytes())
+            .map_err(|_| Error::invalid("path must not contain NUL bytes"))?;
+        let mut flags = libc::O_CLOEXEC;
+        flags |= if self.config.read_only {
+            libc::O_RDONLY
+        } else {
+            libc::O_RDWR
+        };
+        if self.direct {
+            flags |= libc::O_DIRECT;
+        }
+        // SAFETY: `path` is NUL-terminated; the result is checked.
+        let fd = unsafe { libc::open(path.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(Error::last_os_error());
+        }
+        // SAFETY: a new descriptor owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn new_queue(&self, poll: bool) -> Result<Box<dyn QueueDriver>> {
+        let file = self.file.clone().ok_or_else(Error::not_connected)?;
+        Ok(Box::new(RingQueue::new(
+            file,
+            self.num_entries as u32,
+            poll,
+        )?))
+    }
+}
+
+impl Driver for IoUringDriver {
+    const NAME: &'static str = "io_uring";
+
+    fn properties() -> &'static [Property<Self>] {
+        &PROPERTIES
+    }
+
+    fn connect(&mut self) -> Result<()> {
+        config::check_path_or_fd(&self.config)?;
+        let from_path = !self.config.path.is_empty();
+        let fd = if from_path {
+            self.open_path()?
+        } else {
+            if self.config.fd < 0 {
+                return Err(Error::from_errno(libc::EBADF));
+            }
+            // SAFETY: the application handed us this descriptor; on failure
+            // it is given back below (ownership passes only on success).
+            unsafe { OwnedFd::from_raw_fd(self.config.fd) }
+        };
+        let file = match DeviceFile::probe(fd) {
+            Ok(file) => file,
+            Err((fd, e)) => {
+                if !from_path {
+                    // Not ours to close: the caller keeps its descriptor.
+                    let _ = fd.into_raw_fd();
+                }
+                return Err(e);
+            }
+        };
+        if from_path {
+            use std::os::fd::AsRawFd;
+            self.config.fd = file.fd.as_raw_fd();
+        }
+        self.direct = file.direct;
+        self.config.read_only = file.read_only;
+        self.file = Some(Arc::new(file));
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<StartedQueues> {
+        let file = self.file()?;
+        if self.config.num_poll_queues > 0 && !file.supports_poll_queues {
+            return Err(Error::invalid("Poll queues not supported"));
+        }
+        let queues = (0..self.config.num_queues)
+            .map(|_| self.new_queue(false))
+            .collect::<Result<_>>()?;
+        let poll_queues = (0..self.config.num_poll_queues)
+            .map(|_| self.new_queue(true))
+            .collect::<Result<_>>()?;
+        Ok(StartedQueues {
+            queues,
+            poll_queues,
+        })
+    }
+
+    fn add_queue(&mut self, poll: bool) -> Result<Box<dyn QueueDriver>> {
+        if poll && !self.file()?.supports_poll_queues {
+            return Err(Error::invalid("Poll queues not supported"));
+        }
+        self.new_queue(poll)
+    }
+}
+
+type D = IoUringDriver;
+use Access::{Connected, Created};
+use PropType::{Bool, Int, Str, Uint64};
+
+fn int(v: i32) -> Result<Value> {
+    Ok(Value::Int(v))
+}
+fn boolean(v: bool) -> Result<Value> {
+    Ok(Value::Bool(v))
+}
+
+static PROPERTIES: [Property<D>; 32] = [
+    Property::ro("buf-alignment", Int, |d| {
+        d.with_file(|f| Value::Int(f.request_alignment))
+    }),
+    Property::ro("can-add-queues", Bool, |_| boolean(true)),
+    Property::ro("can-grow", Bool, |d| {
+        boolean(d.file.as_ref().is_some_and(|f| !f.block))
+    }),
+    Property::ro("capacity", Uint64, |d| {
+        d.file()?.capacity().map(Value::Uint64)
+    }),
+    Property::rw(
+        "direct",
+        Bool,
+        Created,
+        |d| boolean(d.direct),
+        |d, v| {
+            d.direct = v.as_bool();
+            Ok(())
+        },
+    ),
+    Property::ro("discard-alignment", Int, |d| {
+        d.with_file(|f| Value::Int(f.discard_alignment))
+    }),
+    Property::ro("discard-alignment-offset", Int, |d| {
+        d.with_file(|f| Value::Int(f.discard_alignment_offset))
+    }),
+    Property::ro("driver", Str, |_| Ok(Value::Str(D::NAME.into()))),
+    Property::rw("fd", Int, Created, config::get_fd, config::set_fd),
+    Property::ro("flush-needed", Bool, |d| {
+        boolean(d.file.as_ref().is_none_or(|f| f.flush_needed))
+    }),
+    Property::ro("max-discard-len", Uint64, |d| {
+        d.with_file(|_| Value::Uint64(0))
+    }),
+    Property::ro("max-mem-regions", Uint64, |_| Ok(Value::Uint64(u64::MAX))),
+    Property::ro("max-queues", Int, |_| int(i32::MAX)),
+    Property::ro("max-segment-len", Int, |d| d.with_file(|_| Value::Int(0))),
+    Property::ro("max-segments", Int, |d| {
+        d.with_file(|f| Value::Int(f.max_segments))
+    }),
+    Property::ro("max-transfer", Int, |d| d.with_file(|_| Value::Int(0))),
+    Property::ro("max-write-zeroes-len", Uint64, |d| {
+        d.with_file(|_| Value::Uint64(0))
+    }),
+    Property::ro("may-pin-mem-regions", Bool, |_| boolean(false)),
+    Property::ro("mem-region-alignment", Uint64, |d| {
+        d.with_file(|f| Value::Uint64(f.request_alignment as u64))
+    }),
+    Property::ro("needs-mem-region-fd", Bool, |_| boolean(false)),
+    Property::ro("needs-mem-regions", Bool, |_| boolean(false)),
+    Property::rw(
+        "num-entries",
+        Int,
+        Connected,
+        |d| int(d.num_entries),
+        |d, v| {
+            d.num_entries = check::positive(&v, "num-entries must be greater than 0")?;
+            Ok(())
+        },
+    ),
+    Property::rw(
+        "num-poll-queues",
+        Int,
+        Connected,
+        config::get_num_poll_queues,
+        config::set_num_poll_queues,
+    ),
+    Property::rw(
+        "num-queues",
+        Int,
+        Connected,
+        config::get_num_queues,
+        config::set_num_queues,
+    ),
+    Property::ro("optimal-buf-alignment", Int, |d| {
+        d.with_file(|_| Value::Int(crate::core::sys::page_size() as i32))
+    }),
+    Property::ro("optimal-io-alignment", Int, |d| {
+        d.with_file(|f| Value::Int(f.optimal_io_alignment))
+    }),
+    Property::ro("optimal-io-size", Int, |d| {
+        d.with_file(|f| Value::Int(f.optimal_io_size))
+    }),
+    Property::rw("path", Str, Created, config::get_path, config::set_path),
+    Property::rw(
+        "read-only",
+        Bool,
+        Created,
+        config::get_read_only,
+        config::set_read_only,
+    ),
+    Property::ro("request-alignment", Int, |d| {
+        d.with_file(|f| Value::Int(f.request_alignment))
+    }),
+    Property::ro("supports-fua-natively", Bool, |d| {
+        boolean(d.file.as_ref().is_some_and(|f| f.supports_fua_natively))
+    }),
+    Property::ro("supports-poll-queues", Bool, |d| {
+        boolean(d.file.as_ref().is_some_and(|f| f.supports_poll_queues))
+    }),
+];

@@ -1,0 +1,449 @@
+//! One io_uring ring per queue (REQUESTS.md §7.1).
+//!
+//! Every request in the ring owns a slot; the SQE's `user_data` is the slot
+//! index. A slot stays busy across follow-up SQEs (short transfers, the
+//! fsync after a FUA write-zeroes), so the application sees exactly one
+//! completion per request. At most as many slots as CQ entries exist, so
+//! the completion queue can never overflow.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::file::{DeviceFile, BLOCK_URING_CMD_DISCARD};
+use crate::core::queue::{Enqueue, QueueDriver};
+use crate::core::request::{Completion, Op, Request, REQ_NO_FALLBACK, REQ_NO_UNMAP};
+use crate::core::{sys, Error, Result};
+
+const FIXED_FILE: types::Fixed = types::Fixed(0);
+const RWF_HIPRI: i32 = 0x1;
+const RWF_DSYNC: i32 = 0x2;
+const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+/// `_NSIG / 8`: the size of the kernel's signal set.
+const KERNEL_SIGSET_SIZE: u32 = 8;
+
+/// What a busy slot is doing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Main,
+    /// The `fsync(DATASYNC)` that follows a FUA write-zeroes.
+    Sync,
+}
+
+struct Slot {
+    req: Request,
+    /// Bytes already transferred by earlier SQEs of this request.
+    done: u64,
+    phase: Phase,
+    /// The rest of a vectored request after a short transfer.
+    rest: Option<Box<[libc::iovec]>>,
+}
+
+// SAFETY: `rest` points into the application's buffers, like the request
+// itself (see `Request`); the queue is used by one thread at a time.
+unsafe impl Send for Slot {}
+
+/// `struct io_uring_getevents_arg`.
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    pad: u32,
+    ts: u64,
+}
+
+pub struct RingQueue {
+    ring: IoUring,
+    file: Arc<DeviceFile>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    /// Slots whose next SQE could not be queued yet (SQ was full).
+    retry: Vec<u32>,
+    /// Requests in the ring (busy slots).
+    busy: usize,
+    eventfd: Option<OwnedFd>,
+    poll: bool,
+    fallocate: bool,
+}
+
+impl RingQueue {
+    pub fn new(file: Arc<DeviceFile>, entries: u32, poll: bool) -> Result<Self> {
+        let mut builder = IoUring::builder();
+        if poll {
+            builder.setup_iopoll();
+        }
+        let ring = builder.build(entries)?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(Error::new(
+                libc::ENOTSUP,
+                "io_uring without IORING_FEAT_EXT_ARG (Linux < 5.11) is not supported",
+            ));
+        }
+        let submitter = ring.submitter();
+        submitter.register_files(&[file.fd.as_raw_fd()])?;
+        let mut probe = io_uring::Probe::new();
+        let fallocate = submitter.register_probe(&mut probe).is_ok()
+            && probe.is_supported(opcode::Fallocate::CODE);
+        let eventfd = if poll {
+            None
+        } else {
+            let fd = sys::eventfd()?;
+            submitter.register_eventfd(fd.as_raw_fd())?;
+            Some(fd)
+        };
+        let capacity = ring.params().cq_entries();
+        Ok(RingQueue {
+            ring,
+            file,
+            slots: (0..capacity).map(|_| None).collect(),
+            free: (0..capacity).rev().collect(),
+            retry: Vec::with_capacity(capacity as usize),
+            busy: 0,
+            eventfd,
+            poll,
+            fallocate,
+        })
+    }
+
+    /// Checks the driver-specific rules of REQUESTS.md §6 and §7.1.
+    fn refuse(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
+        if self.poll && !req.op.is_rw() {
+            return Some((
+                libc::ENOTSUP,
+                Some(c"request not supported on poll queues for this driver"),
+            ));
+        }
+        match req.op {
+            Op::ReportZones { .. } | Op::ZoneMgmt { .. } => Some((
+                libc::ENOTSUP,
+                Some(c"request not supported for this driver"),
+            )),
+            Op::Read { len, .. } | Op::Write { len, .. } if len > u32::MAX as usize => Some((
+                libc::EINVAL,
+                Some(c"len must fit in an unsigned 32-bit integer"),
+            )),
+            Op::WriteZeroes { .. } | Op::Discard { .. } if !self.fallocate => Some((
+                libc::ENOTSUP,
+                Some(c"the kernel does not support IORING_OP_FALLOCATE"),
+            )),
+            Op::WriteZeroes { .. }
+                if self.file.block
+                    && !self.file.write_zeroes
+                    && req.flags & REQ_NO_FALLBACK != 0 =>
+            {
+                Some((
+                    libc::ENOTSUP,
+                    Some(c"the block device does not support write zeroes with BLKIO_REQ_NO_FALLBACK"),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The SQE for the next step of the request in slot `idx`.
+    fn sqe(&self, idx: u32) -> squeue::Entry {
+        let slot = self.slots[idx as usize].as_ref().expect("busy slot");
+        let req = &slot.req;
+        let offset = req.start + slot.done;
+        let hipri = if self.poll { RWF_HIPRI } else { 0 };
+        let dsync = if req.fua() { RWF_DSYNC } else { 0 };
+        let done = slot.done as usize;
+        let entry = match req.op {
+            // SAFETY (pointer arithmetic): `done` < len, inside the buffer.
+            Op::Read { buf, len } => {
+                opcode::Read::new(FIXED_FILE, unsafe { buf.add(done) }, (len - done) as u32)
+                    .offset(offset)
+                    .rw_flags(hipri)
+                    .build()
+            }
+            Op::Write { buf, len } => {
+                opcode::Write::new(FIXED_FILE, unsafe { buf.add(done) }, (len - done) as u32)
+                    .offset(offset)
+                    .rw_flags(hipri | dsync)
+                    .build()
+            }
+            Op::Readv { iov, iovcnt } => {
+                let (iov, cnt) = rest_or(slot, iov, iovcnt);
+                opcode::Readv::new(FIXED_FILE, iov, cnt)
+                    .offset(offset)
+                    .rw_flags(hipri)
+                    .build()
+            }
+            Op::Writev { iov, iovcnt } => {
+                let (iov, cnt) = rest_or(slot, iov, iovcnt);
+                opcode::Writev::new(FIXED_FILE, iov, cnt)
+                    .offset(offset)
+                    .rw_flags(hipri | dsync)
+                    .build()
+            }
+            Op::WriteZeroes { .. } if slot.phase == Phase::Sync => opcode::Fsync::new(FIXED_FILE)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+            Op::WriteZeroes { len } => opcode::Fallocate::new(FIXED_FILE, len)
+                .offset(req.start)
+                .mode(self.write_zeroes_mode(req.flags))
+                .build(),
+            Op::Discard { len } if self.file.block => {
+                let mut cmd = [0u8; 16];
+                cmd[..8].copy_from_slice(&len.to_ne_bytes());
+                opcode::UringCmd16::new(FIXED_FILE, BLOCK_URING_CMD_DISCARD)
+                    .addr(Some(req.start))
+                    .cmd(cmd)
+                    .build()
+            }
+            Op::Discard { len } => opcode::Fallocate::new(FIXED_FILE, len)
+                .offset(req.start)
+                .mode(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
+                .build(),
+            Op::Flush => opcode::Fsync::new(FIXED_FILE)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+            Op::ReportZones { .. } | Op::ZoneMgmt { .. } => unreachable!("refused at enqueue"),
+        };
+        entry.user_data(idx as u64)
+    }
+
+    /// The fallocate mode of a write-zeroes request (REQUESTS.md §7.1).
+    fn write_zeroes_mode(&self, flags: u32) -> i32 {
+        let no_unmap = flags & REQ_NO_UNMAP != 0;
+        match (self.file.block, self.file.write_zeroes, no_unmap) {
+            (true, true, false) => FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+            (true, _, _) => FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+            (false, _, true) => FALLOC_FL_ZERO_RANGE,
+            (false, _, false) => FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+        }
+    }
+
+    /// Queues the next SQE of slot `idx`; false when the SQ is full.
+    fn push(&mut self, idx: u32) -> bool {
+        let entry = self.sqe(idx);
+        // SAFETY: the buffers and iovecs the SQE points to belong to the
+        // application (valid until completion by contract) or to the slot,
+        // which stays busy until the request's final CQE is reaped.
+        unsafe { self.ring.submission().push(&entry).is_ok() }
+    }
+
+    /// Moves follow-up SQEs that did not fit earlier into the SQ.
+    fn push_retries(&mut self) {
+        while let Some(&idx) = self.retry.last() {
+            if !self.push(idx) {
+                break;
+            }
+            self.retry.pop();
+        }
+    }
+
+    /// Handles one CQE; returns the request's completion when it is done.
+    fn complete(&mut self, idx: u32, res: i32) -> Option<Completion> {
+        let slot = self.slots[idx as usize].as_mut().expect("busy slot");
+        let ret = match slot.req.op {
+            Op::Read { .. } | Op::Write { .. } | Op::Readv { .. } | Op::Writev { .. } => {
+                let expected = slot.req.data_len() - slot.done;
+                if res < 0 {
+                    res
+                } else if res as u64 == expected {
+                    0
+                } else if res == 0 {
+                    if self.file.block {
+                        -libc::EIO
+                    } else {
+                        zero_fill_rest(slot);
+                        0
+                    }
+                } else if (res as u64) < expected {
+                    slot.done += res as u64;
+                    advance(slot);
+                    self.retry.push(idx);
+                    return None;
+                } else {
+                    -libc::EIO
+                }
+            }
+            Op::WriteZeroes { .. } if res == 0 && slot.req.fua() && slot.phase == Phase::Main => {
+                slot.phase = Phase::Sync;
+                self.retry.push(idx);
+                return None;
+            }
+            // Kernels before 6.12 have no discard command for block
+            // devices; the ioctl gives the authoritative answer then.
+            Op::Discard { len } if self.file.block && res < 0 => {
+                self.file.discard_ioctl(slot.req.start, len)
+            }
+            _ if res > 0 => -libc::EIO,
+            _ => res,
+        };
+        let user_data = slot.req.user_data;
+        self.slots[idx as usize] = None;
+        self.free.push(idx);
+        self.busy -= 1;
+        Some(Completion::new(user_data, ret, None))
+    }
+}
+
+/// The iovec array to use for a vectored request: the remaining part after
+/// a short transfer, else the application's.
+fn rest_or(slot: &Slot, iov: *const libc::iovec, iovcnt: u32) -> (*const libc::iovec, u32) {
+    match &slot.rest {
+        Some(rest) => (rest.as_ptr(), rest.len() as u32),
+        None => (iov, iovcnt),
+    }
+}
+
+/// After a short vectored transfer, keeps the iovecs still to be done.
+/// (Rare: an allocation here is acceptable.)
+fn advance(slot: &mut Slot) {
+    let mut skip = slot.done as usize;
+    let mut rest = Vec::new();
+    for v in slot.req.op.iovecs() {
+        if skip >= v.iov_len {
+            skip -= v.iov_len;
+            continue;
+        }
+        rest.push(libc::iovec {
+            // SAFETY: `skip` < iov_len, inside the application's buffer.
+            iov_base: unsafe { v.iov_base.cast::<u8>().add(skip) }.cast(),
+            iov_len: v.iov_len - skip,
+        });
+        skip = 0;
+    }
+    slot.rest = Some(rest.into_boxed_slice());
+}
+
+/// A read that hit the end of a growable file: the rest reads as zeros.
+fn zero_fill_rest(slot: &Slot) {
+    let done = slot.done as usize;
+    match slot.req.op {
+        // SAFETY: the application's buffer of `len` bytes; `done` ≤ len.
+        Op::Read { buf, len } => unsafe { std::ptr::write_bytes(buf.add(done), 0, len - done) },
+        Op::Readv { .. } => {
+            let mut skip = done;
+            for v in slot.req.op.iovecs() {
+                if skip >= v.iov_len {
+                    skip -= v.iov_len;
+                    continue;
+                }
+                // SAFETY: inside the application's iovec buffer.
+                unsafe {
+                    std::ptr::write_bytes(v.iov_base.cast::<u8>().add(skip), 0, v.iov_len - skip)
+                };
+                skip = 0;
+            }
+        }
+        _ => {}
+    }
+}
+
+impl QueueDriver for RingQueue {
+    #[inline]
+    fn enqueue(&mut self, req: &Request) -> Enqueue {
+        if let Some((errno, msg)) = self.refuse(req) {
+            return Enqueue::Failed(errno, msg);
+        }
+        let Some(idx) = self.free.pop() else {
+            return Enqueue::Full;
+        };
+        self.slots[idx as usize] = Some(Slot {
+            req: *req,
+            done: 0,
+            phase: Phase::Main,
+            rest: None,
+        });
+        if !self.push(idx) {
+            self.slots[idx as usize] = None;
+            self.free.push(idx);
+            return Enqueue::Full;
+        }
+        self.busy += 1;
+        Enqueue::Queued
+    }
+
+    fn reap(&mut self, out: &mut [Completion]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let next = self.ring.completion().next();
+            let Some(cqe) = next else { break };
+            if let Some(c) = self.complete(cqe.user_data() as u32, cqe.result()) {
+                out[n] = c;
+                n += 1;
+            }
+        }
+        self.push_retries();
+        n
+    }
+
+    fn in_flight(&self) -> usize {
+        self.busy
+    }
+
+    fn needs_submit(&self) -> bool {
+        // SAFETY: no other SubmissionQueue of this ring is alive here.
+        !self.retry.is_empty() || unsafe { !self.ring.submission_shared().is_empty() }
+    }
+
+    fn submit_and_wait(
+        &mut self,
+        wait_for: usize,
+        timeout: Option<Duration>,
+        sig: Option<&libc::sigset_t>,
+    ) -> Result<()> {
+        self.push_retries();
+        let to_submit = self.ring.submission().len() as u32;
+        let mut flags = 0;
+        if wait_for > 0 || self.poll {
+            flags |= IORING_ENTER_GETEVENTS;
+        }
+        // The kernel's sigset is 8 bytes; passing sizeof(sigset_t) (128) is
+        // the upstream bug that turns every masked wait into -EINVAL.
+        let mask = sig.map(|s| {
+            // SAFETY: sigset_t is at least 8 bytes; the kernel reads 8.
+            unsafe { *(s as *const libc::sigset_t).cast::<u64>() }
+        });
+        let submitter = self.ring.submitter();
+        // SAFETY: every pointer handed to the kernel (mask, timespec,
+        // argument block) lives on this stack frame for the whole call.
+        let res = unsafe {
+            match (timeout.filter(|_| wait_for > 0), &mask) {
+                (None, None) => {
+                    submitter.enter::<libc::sigset_t>(to_submit, wait_for as u32, flags, None)
+                }
+                (None, Some(mask)) => {
+                    submitter.enter::<u64>(to_submit, wait_for as u32, flags, Some(mask))
+                }
+                (Some(t), mask) => {
+                    let ts = types::Timespec::from(t);
+                    let arg = GeteventsArg {
+                        sigmask: mask.as_ref().map_or(0, |m| m as *const u64 as u64),
+                        sigmask_sz: if mask.is_some() {
+                            KERNEL_SIGSET_SIZE
+                        } else {
+                            0
+                        },
+                        pad: 0,
+                        ts: &ts as *const types::Timespec as u64,
+                    };
+                    submitter.enter::<GeteventsArg>(
+                        to_submit,
+                        wait_for as u32,
+                        flags | IORING_ENTER_EXT_ARG,
+                        Some(&arg),
+                    )
+                }
+            }
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::os(e)),
+        }
+    }
+
+    fn completion_fd(&self) -> RawFd {
+        self.eventfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+}

@@ -1,0 +1,18 @@
+//! The drivers. Each one implements [`crate::core::instance::Driver`] (the
+//! device side: connect, start, properties, memory regions) and
+//! [`crate::core::queue::QueueDriver`] (one ring or virtqueue).
+
+pub mod io_uring;
+
+use crate::core::instance::{Device, Instance};
+
+/// Every driver name `blkio_create` accepts.
+pub const NAMES: &[&str] = &["io_uring"];
+
+/// A new instance of the named driver, in the created state.
+pub fn create(name: &str) -> Option<Box<dyn Device>> {
+    match name {
+        "io_uring" => Some(Box::new(Instance::new(io_uring::IoUringDriver::default()))),
+        _ => None,
+    }
+}
