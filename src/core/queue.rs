@@ -218,8 +218,12 @@ impl Queue {
         let mut entered = false;
         let result = loop {
             let need = min.saturating_sub(n);
-            let poll_kick = self.poll && n == 0 && self.driver.in_flight() > 0;
-            if need == 0 && (entered || !(self.driver.needs_submit() || poll_kick)) {
+            // A poll queue makes progress only when the kernel is entered, so
+            // a call that found nothing enters once even with min 0.
+            let poll_kick = !entered && self.poll && n == 0 && self.driver.in_flight() > 0;
+            // Never return with placed but unsubmitted requests: an
+            // application waiting on the completion fd would wait forever.
+            if need == 0 && !self.driver.needs_submit() && !poll_kick {
                 break Ok(n);
             }
             if need > 0 && self.driver.in_flight() == 0 && !self.driver.needs_submit() {
@@ -240,7 +244,13 @@ impl Queue {
         };
 
         if let (Some(start), Some(ts), Some(b)) = (started, timeout, budget) {
-            *ts = duration_to_timespec(b.saturating_sub(start.elapsed()));
+            let timed_out = matches!(&result, Err(e) if e.errno() == libc::ETIME);
+            let left = if timed_out {
+                Duration::ZERO
+            } else {
+                b.saturating_sub(start.elapsed())
+            };
+            *ts = duration_to_timespec(left);
         }
         if result.is_err() {
             self.put_back(&out[..n]);
@@ -257,5 +267,166 @@ fn duration_to_timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::request::{Op, REQ_FUA};
+
+    /// A ring of fixed capacity whose requests complete when submitted:
+    /// enough to exercise the backlog and counting rules of `do_io`.
+    struct InstantRing {
+        capacity: usize,
+        placed: Vec<usize>,
+        done: VecDeque<usize>,
+        submits: usize,
+    }
+
+    impl InstantRing {
+        fn new(capacity: usize) -> Self {
+            InstantRing {
+                capacity,
+                placed: Vec::new(),
+                done: VecDeque::new(),
+                submits: 0,
+            }
+        }
+    }
+
+    impl QueueDriver for InstantRing {
+        fn enqueue(&mut self, req: &Request) -> Enqueue {
+            if matches!(req.op, Op::Discard { .. }) {
+                return Enqueue::Failed(libc::ENOTSUP, Some(c"no discard"));
+            }
+            if self.placed.len() + self.done.len() == self.capacity {
+                return Enqueue::Full;
+            }
+            self.placed.push(req.user_data);
+            Enqueue::Queued
+        }
+        fn reap(&mut self, out: &mut [Completion]) -> usize {
+            let mut n = 0;
+            while n < out.len() {
+                let Some(ud) = self.done.pop_front() else {
+                    break;
+                };
+                out[n] = Completion::new(ud, 0, None);
+                n += 1;
+            }
+            n
+        }
+        fn in_flight(&self) -> usize {
+            self.placed.len() + self.done.len()
+        }
+        fn needs_submit(&self) -> bool {
+            !self.placed.is_empty()
+        }
+        fn submit_and_wait(
+            &mut self,
+            _wait_for: usize,
+            _timeout: Option<Duration>,
+            _sig: Option<&libc::sigset_t>,
+        ) -> Result<()> {
+            self.submits += 1;
+            self.done.extend(self.placed.drain(..));
+            Ok(())
+        }
+        fn completion_fd(&self) -> RawFd {
+            -1
+        }
+    }
+
+    fn flush(user_data: usize, flags: u32) -> Request {
+        Request {
+            op: Op::Flush,
+            start: 0,
+            user_data,
+            flags,
+        }
+    }
+
+    fn empty() -> Completion {
+        Completion::new(0, 0, None)
+    }
+
+    #[test]
+    fn more_requests_than_ring_entries_all_complete() {
+        let mut q = Queue::new(Box::new(InstantRing::new(4)), false);
+        for i in 1..=100 {
+            q.submit(flush(i, 0));
+        }
+        let mut out = vec![empty(); 100];
+        let mut seen = Vec::new();
+        while seen.len() < 100 {
+            let n = q.do_io(&mut out, 1, None, None).unwrap();
+            seen.extend(out[..n].iter().map(|c| c.user_data as usize));
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=100).collect::<Vec<_>>());
+        assert_eq!(q.outstanding(), 0);
+    }
+
+    #[test]
+    fn backlog_completions_come_first_in_order() {
+        let mut q = Queue::new(Box::new(InstantRing::new(8)), false);
+        q.submit(flush(1, 0));
+        q.submit(flush(2, 8));
+        q.submit(flush(3, 0));
+        q.submit(flush(4, REQ_FUA));
+        let mut out = vec![empty(); 4];
+        let n = q.do_io(&mut out, 4, None, None).unwrap();
+        let order: Vec<_> = out[..n].iter().map(|c| c.user_data as usize).collect();
+        assert_eq!(order, [2, 4, 1, 3]);
+        assert_eq!(out[0].ret, -libc::EINVAL);
+    }
+
+    #[test]
+    fn min_above_outstanding_puts_completions_back() {
+        let mut q = Queue::new(Box::new(InstantRing::new(8)), false);
+        q.submit(flush(1, 8));
+        let mut out = vec![empty(); 4];
+        let e = q.do_io(&mut out, 2, None, None).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        assert_eq!(
+            e.message(),
+            "min_completions is larger than total outstanding requests"
+        );
+        assert_eq!(q.do_io(&mut out, 1, None, None).unwrap(), 1);
+        assert_eq!(out[0].user_data as usize, 1);
+    }
+
+    #[test]
+    fn submit_only_call_leaves_nothing_unsubmitted() {
+        let mut q = Queue::new(Box::new(InstantRing::new(2)), false);
+        for i in 1..=5 {
+            q.submit(flush(i, 0));
+        }
+        // max 0: nothing can be reaped, so only the two placed requests
+        // are submitted and the rest waits in the backlog.
+        assert_eq!(q.do_io(&mut [], 0, None, None).unwrap(), 0);
+        assert_eq!(q.backlog.len(), 3);
+        let mut out = vec![empty(); 8];
+        let n = q.do_io(&mut out, 0, None, None).unwrap();
+        assert!(n >= 2);
+        assert!(!q.driver.needs_submit());
+    }
+
+    #[test]
+    fn refused_requests_complete_with_their_message() {
+        let mut q = Queue::new(Box::new(InstantRing::new(2)), false);
+        q.submit(Request {
+            op: Op::Discard { len: 512 },
+            start: 0,
+            user_data: 7,
+            flags: 0,
+        });
+        let mut out = vec![empty(); 1];
+        assert_eq!(q.do_io(&mut out, 1, None, None).unwrap(), 1);
+        assert_eq!(out[0].ret, -libc::ENOTSUP);
+        // SAFETY: the message is a static C string.
+        let msg = unsafe { CStr::from_ptr(out[0].error_msg) };
+        assert_eq!(msg, c"no discard");
     }
 }
