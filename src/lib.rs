@@ -8,3 +8,6 @@
 pub mod capi;
 pub mod core;
 pub mod drivers;
+
+#[cfg(test)]
+mod header_check;

@@ -48,3 +48,27 @@ pub fn status(r: crate::core::Result<()>) -> c_int {
         Err(e) => fail(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current() -> String {
+        // SAFETY: the buffer is always NUL-terminated.
+        unsafe { std::ffi::CStr::from_ptr(msg_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_255_bytes() {
+        let long = "x".repeat(300);
+        set_msg(&long);
+        assert_eq!(current(), long[..255]);
+        set_msg("short");
+        assert_eq!(current(), "short");
+        let exact = "y".repeat(255);
+        set_msg(&exact);
+        assert_eq!(current(), exact);
+    }
+}

@@ -419,25 +419,13 @@ pub unsafe extern "C" fn blkio_remove_poll_queue(b: *mut Blkio, index: c_int) ->
 // ---------------------------------------------------------------------------
 // Requests
 
-/// Queues a request on `q`, or completes it at once with -EINVAL when a
-/// pointer argument is NULL although data is expected.
+/// Queues a request on `q`.
 #[inline]
 fn submit(q: &mut Queue, op: Op, start: u64, user_data: *mut c_void, flags: u32) {
-    let user_data = user_data as usize;
-    let null_data = match op {
-        Op::Read { buf, len } => buf.is_null() && len > 0,
-        Op::Write { buf, len } => buf.is_null() && len > 0,
-        Op::Readv { iov, iovcnt } | Op::Writev { iov, iovcnt } => iov.is_null() && iovcnt > 0,
-        Op::ReportZones { zones, nr_zones } => zones.is_null() && nr_zones > 0,
-        _ => false,
-    };
-    if null_data {
-        return q.fail(user_data, libc::EINVAL, Some(c"buffer must be non-NULL"));
-    }
     q.submit(Request {
         op,
         start,
-        user_data,
+        user_data: user_data as usize,
         flags,
     });
 }

@@ -83,7 +83,7 @@ impl Queue {
     /// Accepts a request from the application; never fails synchronously.
     #[inline]
     pub fn submit(&mut self, req: Request) {
-        if let Err(msg) = req.check_flags() {
+        if let Err(msg) = req.check_flags().and_then(|()| req.check_pointers()) {
             return self.fail(req.user_data, libc::EINVAL, Some(msg));
         }
         if !self.backlog.is_empty() {

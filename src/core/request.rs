@@ -174,6 +174,22 @@ impl Request {
         }
     }
 
+    /// A NULL data pointer where data is expected (upstream would crash).
+    pub fn check_pointers(&self) -> Result<(), &'static CStr> {
+        let null = match self.op {
+            Op::Read { buf, len } => buf.is_null() && len > 0,
+            Op::Write { buf, len } => buf.is_null() && len > 0,
+            Op::Readv { iov, iovcnt } | Op::Writev { iov, iovcnt } => iov.is_null() && iovcnt > 0,
+            Op::ReportZones { zones, nr_zones } => zones.is_null() && nr_zones > 0,
+            _ => false,
+        };
+        if null {
+            Err(c"buffer must be non-NULL")
+        } else {
+            Ok(())
+        }
+    }
+
     #[inline]
     pub fn fua(&self) -> bool {
         self.flags & REQ_FUA != 0

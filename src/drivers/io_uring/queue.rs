@@ -394,7 +394,22 @@ impl QueueDriver for RingQueue {
         sig: Option<&libc::sigset_t>,
     ) -> Result<()> {
         self.push_retries();
-        let to_submit = self.ring.submission().len() as u32;
+        let mut to_submit = self.ring.submission().len() as u32;
+        if sig.is_some() && to_submit > 0 && wait_for > 0 {
+            // When one io_uring_enter both submits and waits, the kernel
+            // returns the number of SQEs submitted even if a signal ended
+            // the wait, so -EINTR would be lost (the handler runs and the
+            // loop in `Queue::do_io` waits again). With a signal mask,
+            // submit first and wait in a second call that can report it.
+            // SAFETY: no pointer arguments.
+            unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(to_submit, 0, 0, None)
+            }
+            .map_err(Error::os)?;
+            to_submit = 0;
+        }
         let mut flags = 0;
         if wait_for > 0 || self.poll {
             flags |= IORING_ENTER_GETEVENTS;
@@ -445,5 +460,57 @@ impl QueueDriver for RingQueue {
 
     fn completion_fd(&self) -> RawFd {
         self.eventfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+}
+
+/// How long dropping a queue waits for requests the kernel still owns.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+impl Drop for RingQueue {
+    /// Requests still in flight are abandoned (no completions), but the
+    /// kernel may still be reading or writing the application's buffers.
+    /// Wait, for at most [`DRAIN_LIMIT`], until it has let go of them, so
+    /// that after `blkio_destroy` / `blkio_remove_queue` returns the
+    /// application may free its buffers. SQEs never submitted are dropped.
+    fn drop(&mut self) {
+        let unsubmitted = self.ring.submission().len() + self.retry.len();
+        let mut in_kernel = self.busy.saturating_sub(unsubmitted);
+        let deadline = std::time::Instant::now() + DRAIN_LIMIT;
+        while in_kernel > 0 {
+            in_kernel -= self.ring.completion().count().min(in_kernel);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if in_kernel == 0 || left.is_zero() {
+                break;
+            }
+            let ts = types::Timespec::from(left);
+            let arg = GeteventsArg {
+                sigmask: 0,
+                sigmask_sz: 0,
+                pad: 0,
+                ts: &ts as *const types::Timespec as u64,
+            };
+            // SAFETY: `arg` and `ts` live across the call; nothing is
+            // submitted (to_submit 0).
+            let res = unsafe {
+                self.ring.submitter().enter::<GeteventsArg>(
+                    0,
+                    1,
+                    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                    Some(&arg),
+                )
+            };
+            if matches!(&res, Err(e) if e.raw_os_error() != Some(libc::EINTR)
+                && e.raw_os_error() != Some(libc::ETIME))
+            {
+                break;
+            }
+        }
+        if in_kernel > 0 {
+            // The kernel may still read the iovec copies of short
+            // transfers: leak them rather than free memory in use.
+            for slot in self.slots.iter_mut().flatten() {
+                std::mem::forget(slot.rest.take());
+            }
+        }
     }
 }
