@@ -16,6 +16,14 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/uio.h>
+/*
+ * Strict ISO C modes (-std=c99) hide sigset_t in <signal.h> and
+ * struct timespec in <time.h>; POSIX <sys/select.h> always defines sigset_t,
+ * and a declaration of struct timespec is enough for the prototypes.
+ */
+#include <sys/select.h>
+struct timespec;
+
 struct blkio;
 struct blkioq;
 
