@@ -5,8 +5,8 @@
 //! As in the io_uring driver, every request in the ring owns a slot whose
 //! index is the SQE's `user_data`, and there are as many slots as CQ
 //! entries, so the completion queue never overflows. A slot also holds the
-//! few bytes the library itself hands to the device (a discard's range, a
-//! zone report's header and iovecs); slots never move while busy.
+//! data the library itself hands to the device (a discard's range, a zone
+//! report's buffer); slots never move while busy.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,11 +33,10 @@ enum Payload {
     None,
     /// Dataset Management range of a discard.
     Range([u8; 16]),
-    /// Zone Management Receive: header buffer and the two iovecs (header,
-    /// the application's zone array), and how many zones were asked for.
+    /// Zone Management Receive: the buffer for the header and up to
+    /// `asked` descriptors.
     Report {
-        header: [u8; ENTRY_SIZE],
-        iov: [libc::iovec; 2],
+        buf: Box<[u8]>,
         asked: u32,
     },
 }
@@ -47,9 +46,8 @@ struct Slot {
     payload: Payload,
 }
 
-// SAFETY: the iovecs point to the slot's own header and the application's
-// zone array (valid until completion by contract); a queue is used by one
-// thread at a time.
+// SAFETY: the request's pointers are the application's buffers (see
+// `Request`); a queue is used by one thread at a time.
 unsafe impl Send for Slot {}
 
 pub struct NvmeQueue {
@@ -174,15 +172,12 @@ impl NvmeQueue {
                 (cmd::NVME_URING_CMD_IO, c)
             }
             (Op::Flush, _) => (cmd::NVME_URING_CMD_IO, io(cmd::IO_FLUSH)),
-            (Op::ReportZones { .. }, Payload::Report { iov, asked, .. }) => {
-                let dwords = (ENTRY_SIZE as u32 * (1 + asked)) / 4;
-                let count = if *asked > 0 { 2 } else { 1 };
-                let mut c = io(cmd::IO_ZONE_MGMT_RECV)
-                    .slba(lba)
-                    .data(iov.as_ptr().cast(), count);
-                c.cdw12 = dwords - 1;
+            (Op::ReportZones { .. }, Payload::Report { buf, .. }) => {
+                let len = buf.len() as u32;
+                let mut c = io(cmd::IO_ZONE_MGMT_RECV).slba(lba).data(buf.as_ptr(), len);
+                c.cdw12 = len / 4 - 1;
                 c.cdw13 = cmd::ZONE_RECV_PARTIAL;
-                (cmd::NVME_URING_CMD_IO_VEC, c)
+                (cmd::NVME_URING_CMD_IO, c)
             }
             (Op::ZoneMgmt { op, all }, _) => {
                 let mut c = io(cmd::IO_ZONE_MGMT_SEND).slba(if all { 0 } else { lba });
@@ -223,24 +218,13 @@ impl NvmeQueue {
                 req.start >> self.ns.lba_shift,
                 (len >> self.ns.lba_shift) as u32,
             )),
-            Op::ReportZones { zones, nr_zones } => {
+            Op::ReportZones { nr_zones, .. } => {
                 // Ask for no more descriptors than one transfer can carry;
                 // the report is partial anyway, `ret` says how many came.
                 let fit = (self.ns.limits.max_transfer as usize / ENTRY_SIZE).saturating_sub(1);
                 let asked = nr_zones.min(fit as u32);
-                let empty = libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
                 Payload::Report {
-                    header: [0; ENTRY_SIZE],
-                    iov: [
-                        empty,
-                        libc::iovec {
-                            iov_base: zones.cast(),
-                            iov_len: asked as usize * ENTRY_SIZE,
-                        },
-                    ],
+                    buf: vec![0u8; ENTRY_SIZE * (1 + asked as usize)].into_boxed_slice(),
                     asked,
                 }
             }
@@ -256,14 +240,14 @@ impl NvmeQueue {
         let outcome = match status::check(res) {
             Some(failure) => Err(failure),
             None => match (slot.req.op, &slot.payload) {
-                (Op::ReportZones { zones, .. }, Payload::Report { header, asked, .. }) => {
+                (Op::ReportZones { zones, .. }, Payload::Report { buf, asked }) => {
                     let geo = zones::Geometry {
                         lba_shift: self.ns.lba_shift,
                         zone_size: self.ns.limits.zoned.as_ref().map_or(0, |z| z.zone_size),
                     };
-                    // SAFETY: the device wrote `asked` descriptors into the
-                    // application's array of at least that many entries.
-                    unsafe { zones::convert(header, zones, *asked, geo) }
+                    // SAFETY: `zones` is the application's array of
+                    // nr_zones ≥ asked entries.
+                    unsafe { zones::convert(buf, zones, *asked, geo) }
                 }
                 _ => Ok(0),
             },
@@ -283,16 +267,10 @@ impl QueueDriver for NvmeQueue {
         let Some(idx) = self.free.pop() else {
             return Enqueue::Full;
         };
-        let payload = self.payload(req);
-        let slot = self.slots[idx as usize].insert(Slot { req: *req, payload });
-        // The header iovec can only point at the header once the slot is
-        // in its final place.
-        if let Payload::Report { header, iov, .. } = &mut slot.payload {
-            iov[0] = libc::iovec {
-                iov_base: header.as_mut_ptr().cast(),
-                iov_len: ENTRY_SIZE,
-            };
-        }
+        self.slots[idx as usize] = Some(Slot {
+            req: *req,
+            payload: self.payload(req),
+        });
         let entry = self.sqe(idx);
         // SAFETY: the SQE points to the application's buffers (valid until
         // completion by contract) and to this slot's payload, which stays

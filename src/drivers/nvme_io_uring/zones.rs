@@ -2,9 +2,9 @@
 //! 64-byte zone descriptors) turned into `struct blkio_zone` entries
 //! (REQUESTS.md §7.2).
 //!
-//! A zone descriptor and a `struct blkio_zone` are both 64 bytes, so the
-//! device writes the descriptors straight into the application's array and
-//! each entry is converted in place.
+//! The device writes into a library buffer, not into the application's
+//! array: QEMU transfers the whole buffer, zero-filling what it did not
+//! report, and entries past the completion's `ret` must stay untouched.
 
 use super::status::Failure;
 use crate::core::request::Zone;
@@ -24,29 +24,29 @@ pub struct Geometry {
     pub zone_size: u64,
 }
 
-/// Converts the report in `zones[..n]` (n from `header`) in place and
-/// returns n, the completion's `ret`.
+/// Converts `report` (header + descriptors for up to `asked` zones) into
+/// `zones[..n]`, n from the header, and returns n, the completion's `ret`.
 ///
 /// # Safety
-/// `zones` points to `nr_zones` writable entries holding the descriptors
-/// the device returned.
+/// `zones` points to at least `asked` writable entries.
 pub unsafe fn convert(
-    header: &[u8; ENTRY_SIZE],
+    report: &[u8],
     zones: *mut Zone,
-    nr_zones: u32,
+    asked: u32,
     geo: Geometry,
 ) -> Result<i32, Failure> {
-    let reported = u64::from_le_bytes(header[..8].try_into().unwrap());
-    if reported > nr_zones as u64 {
+    let reported = le64(report, 0);
+    if reported > asked as u64 {
         return Err((-libc::EIO, c"Invalid number of zones"));
     }
-    for i in 0..reported as usize {
-        // SAFETY: i < reported ≤ nr_zones, inside the caller's array; a
-        // Zone is 64 plain bytes.
-        let entry = unsafe { &mut *zones.add(i) };
-        // SAFETY: reading the 64 bytes of the entry as a byte array.
-        let d: [u8; ENTRY_SIZE] = unsafe { std::mem::transmute_copy(entry) };
-        *entry = descriptor_to_zone(&d, geo)?;
+    let converted = report[ENTRY_SIZE..]
+        .chunks_exact(ENTRY_SIZE)
+        .take(reported as usize)
+        .map(|d| descriptor_to_zone(d, geo))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, zone) in converted.into_iter().enumerate() {
+        // SAFETY: i < reported ≤ asked entries of the caller's array.
+        unsafe { zones.add(i).write_unaligned(zone) };
     }
     Ok(reported as i32)
 }
@@ -55,7 +55,7 @@ fn le64(d: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(d[at..at + 8].try_into().unwrap())
 }
 
-fn descriptor_to_zone(d: &[u8; ENTRY_SIZE], geo: Geometry) -> Result<Zone, Failure> {
+fn descriptor_to_zone(d: &[u8], geo: Geometry) -> Result<Zone, Failure> {
     let zone_type = d[0] & 0xF;
     if zone_type != ZONE_TYPE_SEQWRITE_REQ {
         return Err((-libc::EIO, c"Zone type is not supported"));
@@ -88,7 +88,7 @@ fn descriptor_to_zone(d: &[u8; ENTRY_SIZE], geo: Geometry) -> Result<Zone, Failu
 mod tests {
     use super::*;
 
-    fn descriptor(state: u8, zslba: u64, wp: u64, attrs: u8) -> Zone {
+    fn descriptor(state: u8, zslba: u64, wp: u64, attrs: u8) -> [u8; ENTRY_SIZE] {
         let mut d = [0u8; ENTRY_SIZE];
         d[0] = ZONE_TYPE_SEQWRITE_REQ;
         d[1] = state << 4;
@@ -96,14 +96,16 @@ mod tests {
         d[8..16].copy_from_slice(&4096u64.to_le_bytes());
         d[16..24].copy_from_slice(&zslba.to_le_bytes());
         d[24..32].copy_from_slice(&wp.to_le_bytes());
-        // SAFETY: 64 bytes into a 64-byte plain struct.
-        unsafe { std::mem::transmute(d) }
+        d
     }
 
-    fn header(n: u64) -> [u8; ENTRY_SIZE] {
-        let mut h = [0u8; ENTRY_SIZE];
-        h[..8].copy_from_slice(&n.to_le_bytes());
-        h
+    fn report(n: u64, descriptors: &[[u8; ENTRY_SIZE]]) -> Vec<u8> {
+        let mut r = vec![0u8; ENTRY_SIZE];
+        r[..8].copy_from_slice(&n.to_le_bytes());
+        for d in descriptors {
+            r.extend_from_slice(d);
+        }
+        r
     }
 
     const GEO: Geometry = Geometry {
@@ -112,14 +114,20 @@ mod tests {
     };
 
     #[test]
-    fn converts_in_place() {
-        let mut zones = [
-            descriptor(0x1, 0, 0, 0),
-            descriptor(0xE, 4096, 4096, ZA_RZR),
-            descriptor(0x2, 8192, 8200, 0),
-        ];
-        let before = zones[2];
-        let n = unsafe { convert(&header(2), zones.as_mut_ptr(), 3, GEO) };
+    fn converts_reported_zones_only() {
+        let r = report(
+            2,
+            &[
+                descriptor(0x1, 0, 0, 0),
+                descriptor(0xE, 4096, 4096, ZA_RZR),
+                [0; ENTRY_SIZE],
+            ],
+        );
+        let mut zones = [Zone {
+            start: 77,
+            ..Zone::default()
+        }; 3];
+        let n = unsafe { convert(&r, zones.as_mut_ptr(), 3, GEO) };
         assert_eq!(n, Ok(2));
         assert_eq!(zones[0].start, 0);
         assert_eq!(zones[0].len, 16 << 20);
@@ -130,23 +138,27 @@ mod tests {
         assert_eq!(zones[1].reset, 1);
         assert_eq!(zones[1].reserved_, [0; 29]);
         // Entry 2 was not reported: untouched.
-        assert_eq!(
-            (zones[2].start, zones[2].write_pointer),
-            (before.start, before.write_pointer)
-        );
+        assert_eq!(zones[2].start, 77);
     }
 
     #[test]
     fn rejects_bad_reports() {
-        let mut zones = [descriptor(0x1, 0, 0, 0)];
-        let r = unsafe { convert(&header(2), zones.as_mut_ptr(), 1, GEO) };
+        let mut zones = [Zone::default(); 2];
+        let ok = descriptor(0x1, 0, 0, 0);
+        let r = unsafe { convert(&report(2, &[ok]), zones.as_mut_ptr(), 1, GEO) };
         assert_eq!(r, Err((-libc::EIO, c"Invalid number of zones")));
-        let mut zones = [descriptor(0x5, 0, 0, 0)];
-        let r = unsafe { convert(&header(1), zones.as_mut_ptr(), 1, GEO) };
+        let r = unsafe {
+            convert(
+                &report(1, &[descriptor(0x5, 0, 0, 0)]),
+                zones.as_mut_ptr(),
+                1,
+                GEO,
+            )
+        };
         assert_eq!(r, Err((-libc::EIO, c"Zone state is not supported")));
-        let mut zones = [descriptor(0x1, 0, 0, 0)];
-        zones[0].start = 1; // zone type byte 0 = 1 (conventional)
-        let r = unsafe { convert(&header(1), zones.as_mut_ptr(), 1, GEO) };
+        let mut conventional = ok;
+        conventional[0] = 1;
+        let r = unsafe { convert(&report(1, &[conventional]), zones.as_mut_ptr(), 1, GEO) };
         assert_eq!(r, Err((-libc::EIO, c"Zone type is not supported")));
     }
 }
