@@ -219,7 +219,10 @@ impl Queue {
         let result = loop {
             let need = min.saturating_sub(n);
             let poll_kick = self.poll && n == 0 && self.driver.in_flight() > 0;
-            if need == 0 && (entered || !(self.driver.needs_submit() || poll_kick)) {
+            // Requests that `gather` moved from the backlog into the ring
+            // must reach the device before returning: an application that
+            // next waits on the completion fd would otherwise sleep forever.
+            if need == 0 && !self.driver.needs_submit() && (entered || !poll_kick) {
                 break Ok(n);
             }
             if need > 0 && self.driver.in_flight() == 0 && !self.driver.needs_submit() {
