@@ -284,6 +284,18 @@ static void data_path(struct blkio *b)
     CHECK_INT(read(efd, &cnt, 8), 8, "read the completion fd");
     CHECK_INT(vm_wait1(q, NULL), 0, "and reap the read");
 
+    /* A memory region of the instance as the I/O buffer. */
+    struct blkio_mem_region r;
+    if (CHECK_OK(blkio_alloc_mem_region(b, &r, 65536), "allocate a 64 KiB region")) {
+        CHECK_OK(blkio_map_mem_region(b, &r), "map it");
+        h_fill(r.addr, 65536, 458752, 11);
+        blkioq_write(q, 458752, r.addr, 65536, NULL, BLKIO_REQ_FUA);
+        CHECK_REQ(vm_wait1(q, &msg), msg, 0, NULL, "write 64 KiB from the region");
+        CHECK_INT(vm_verify_dev(blk, 458752, 65536, 11, false), -1, "region data on the device");
+        blkio_unmap_mem_region(b, &r);
+        blkio_free_mem_region(b, &r);
+    }
+
     free(buf);
     free(rd);
     free(odd);
