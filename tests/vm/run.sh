@@ -22,7 +22,8 @@
 # guest needs (QEMU, the Debian tools, the package mirror, shared/vmtest).
 set -u
 
-ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel) || exit 1
+ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null) ||
+    ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${VMTEST_SHARED:-$ROOT/../shared}
 V=$SHARED/vmtest
 GUEST=${VMTEST_GUESTDIR:-$ROOT/target/vmtest-guest}
