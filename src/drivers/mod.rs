@@ -3,16 +3,21 @@
 //! [`crate::core::queue::QueueDriver`] (one ring or virtqueue).
 
 pub mod io_uring;
+pub mod nvme_io_uring;
+mod uring_wait;
 
 use crate::core::instance::{Device, Instance};
 
 /// Every driver name `blkio_create` accepts.
-pub const NAMES: &[&str] = &["io_uring"];
+pub const NAMES: &[&str] = &["io_uring", "nvme-io_uring"];
 
 /// A new instance of the named driver, in the created state.
 pub fn create(name: &str) -> Option<Box<dyn Device>> {
     match name {
         "io_uring" => Some(Box::new(Instance::new(io_uring::IoUringDriver::default()))),
+        "nvme-io_uring" => Some(Box::new(Instance::new(
+            nvme_io_uring::NvmeIoUringDriver::default(),
+        ))),
         _ => None,
     }
 }

@@ -17,6 +17,7 @@ use super::file::{DeviceFile, BLOCK_URING_CMD_DISCARD};
 use crate::core::queue::{Enqueue, QueueDriver};
 use crate::core::request::{Completion, Op, Request, REQ_NO_FALLBACK, REQ_NO_UNMAP};
 use crate::core::{sys, Error, Result};
+use crate::drivers::uring_wait;
 
 const FIXED_FILE: types::Fixed = types::Fixed(0);
 const RWF_HIPRI: i32 = 0x1;
@@ -24,10 +25,6 @@ const RWF_DSYNC: i32 = 0x2;
 const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
 const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
-const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
-const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
-/// `_NSIG / 8`: the size of the kernel's signal set.
-const KERNEL_SIGSET_SIZE: u32 = 8;
 
 /// What a busy slot is doing.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,15 +46,6 @@ struct Slot {
 // SAFETY: `rest` points into the application's buffers, like the request
 // itself (see `Request`); the queue is used by one thread at a time.
 unsafe impl Send for Slot {}
-
-/// `struct io_uring_getevents_arg`.
-#[repr(C)]
-struct GeteventsArg {
-    sigmask: u64,
-    sigmask_sz: u32,
-    pad: u32,
-    ts: u64,
-}
 
 pub struct RingQueue {
     ring: IoUring,
@@ -394,68 +382,15 @@ impl QueueDriver for RingQueue {
         sig: Option<&libc::sigset_t>,
     ) -> Result<()> {
         self.push_retries();
-        let mut to_submit = self.ring.submission().len() as u32;
-        if sig.is_some() && to_submit > 0 && wait_for > 0 {
-            // When one io_uring_enter both submits and waits, the kernel
-            // returns the number of SQEs submitted even if a signal ended
-            // the wait, so -EINTR would be lost (the handler runs and the
-            // loop in `Queue::do_io` waits again). With a signal mask,
-            // submit first and wait in a second call that can report it.
-            // SAFETY: no pointer arguments.
-            unsafe {
-                self.ring
-                    .submitter()
-                    .enter::<libc::sigset_t>(to_submit, 0, 0, None)
-            }
-            .map_err(Error::os)?;
-            to_submit = 0;
-        }
-        let mut flags = 0;
-        if wait_for > 0 || self.poll {
-            flags |= IORING_ENTER_GETEVENTS;
-        }
-        // The kernel's sigset is 8 bytes; passing sizeof(sigset_t) (128) is
-        // the upstream bug that turns every masked wait into -EINVAL.
-        let mask = sig.map(|s| {
-            // SAFETY: sigset_t is at least 8 bytes; the kernel reads 8.
-            unsafe { *(s as *const libc::sigset_t).cast::<u64>() }
-        });
-        let submitter = self.ring.submitter();
-        // SAFETY: every pointer handed to the kernel (mask, timespec,
-        // argument block) lives on this stack frame for the whole call.
-        let res = unsafe {
-            match (timeout.filter(|_| wait_for > 0), &mask) {
-                (None, None) => {
-                    submitter.enter::<libc::sigset_t>(to_submit, wait_for as u32, flags, None)
-                }
-                (None, Some(mask)) => {
-                    submitter.enter::<u64>(to_submit, wait_for as u32, flags, Some(mask))
-                }
-                (Some(t), mask) => {
-                    let ts = types::Timespec::from(t);
-                    let arg = GeteventsArg {
-                        sigmask: mask.as_ref().map_or(0, |m| m as *const u64 as u64),
-                        sigmask_sz: if mask.is_some() {
-                            KERNEL_SIGSET_SIZE
-                        } else {
-                            0
-                        },
-                        pad: 0,
-                        ts: &ts as *const types::Timespec as u64,
-                    };
-                    submitter.enter::<GeteventsArg>(
-                        to_submit,
-                        wait_for as u32,
-                        flags | IORING_ENTER_EXT_ARG,
-                        Some(&arg),
-                    )
-                }
-            }
-        };
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Error::os(e)),
-        }
+        let to_submit = self.ring.submission().len() as u32;
+        uring_wait::submit_and_wait(
+            &self.ring.submitter(),
+            to_submit,
+            wait_for,
+            self.poll,
+            timeout,
+            sig,
+        )
     }
 
     fn completion_fd(&self) -> RawFd {
@@ -482,26 +417,15 @@ impl Drop for RingQueue {
             if in_kernel == 0 || left.is_zero() {
                 break;
             }
-            let ts = types::Timespec::from(left);
-            let arg = GeteventsArg {
-                sigmask: 0,
-                sigmask_sz: 0,
-                pad: 0,
-                ts: &ts as *const types::Timespec as u64,
-            };
-            // SAFETY: `arg` and `ts` live across the call; nothing is
-            // submitted (to_submit 0).
-            let res = unsafe {
-                self.ring.submitter().enter::<GeteventsArg>(
-                    0,
-                    1,
-                    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-                    Some(&arg),
-                )
-            };
-            if matches!(&res, Err(e) if e.raw_os_error() != Some(libc::EINTR)
-                && e.raw_os_error() != Some(libc::ETIME))
-            {
+            let res = uring_wait::submit_and_wait(
+                &self.ring.submitter(),
+                0,
+                1,
+                self.poll,
+                Some(left),
+                None,
+            );
+            if matches!(&res, Err(e) if e.errno() != libc::EINTR && e.errno() != libc::ETIME) {
                 break;
             }
         }

@@ -1,0 +1,95 @@
+//! `io_uring_enter` for the ring-based drivers (io_uring, nvme-io_uring):
+//! submit what is queued and optionally wait, with a timeout and a signal
+//! mask (REQUESTS.md §4.2, §4.5).
+//!
+//! Both drivers wait the same way, whatever their SQE/CQE sizes, so the
+//! system-call details live here once: the 8-byte kernel signal set and the
+//! `IORING_ENTER_EXT_ARG` argument block that carries a timeout.
+
+use std::time::Duration;
+
+use io_uring::{types, Submitter};
+
+use crate::core::{Error, Result};
+
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+/// `_NSIG / 8`: the size of the kernel's signal set.
+const KERNEL_SIGSET_SIZE: u32 = 8;
+
+/// `struct io_uring_getevents_arg`.
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    pad: u32,
+    ts: u64,
+}
+
+/// Submits `to_submit` queued SQEs and, if `wait_for` > 0, waits until that
+/// many completions are available, `timeout` runs out (-ETIME) or, with
+/// `sig` as the mask while sleeping, a signal arrives (-EINTR).
+///
+/// `poll` rings (`IORING_SETUP_IOPOLL`) always ask for events, so that the
+/// kernel polls for completions even when nothing is waited for. The
+/// timeout only applies when the call waits; it needs
+/// `IORING_FEAT_EXT_ARG`, which the queues check when they are created.
+pub fn submit_and_wait(
+    submitter: &Submitter<'_>,
+    to_submit: u32,
+    wait_for: usize,
+    poll: bool,
+    timeout: Option<Duration>,
+    sig: Option<&libc::sigset_t>,
+) -> Result<()> {
+    let mut to_submit = to_submit;
+    if sig.is_some() && to_submit > 0 && wait_for > 0 {
+        // When one io_uring_enter both submits and waits, the kernel returns
+        // the number of SQEs submitted even if a signal ended the wait, so
+        // -EINTR would be lost (the handler runs and `Queue::do_io` waits
+        // again). With a signal mask, submit first and wait in a second
+        // call that can report the signal.
+        // SAFETY: no pointer arguments.
+        unsafe { submitter.enter::<libc::sigset_t>(to_submit, 0, 0, None) }.map_err(Error::os)?;
+        to_submit = 0;
+    }
+    let mut flags = 0;
+    if wait_for > 0 || poll {
+        flags |= IORING_ENTER_GETEVENTS;
+    }
+    let wait_for = u32::try_from(wait_for).unwrap_or(u32::MAX);
+    // The kernel's sigset is 8 bytes; passing sizeof(sigset_t) (128) is
+    // the upstream bug that turns every masked wait into -EINVAL.
+    let mask = sig.map(|s| {
+        // SAFETY: sigset_t is at least 8 bytes; the kernel reads 8.
+        unsafe { *(s as *const libc::sigset_t).cast::<u64>() }
+    });
+    // SAFETY: every pointer handed to the kernel (mask, timespec, argument
+    // block) lives on this stack frame for the whole call.
+    let res = unsafe {
+        match (timeout.filter(|_| wait_for > 0), &mask) {
+            (None, None) => submitter.enter::<libc::sigset_t>(to_submit, wait_for, flags, None),
+            (None, Some(mask)) => submitter.enter::<u64>(to_submit, wait_for, flags, Some(mask)),
+            (Some(t), mask) => {
+                let ts = types::Timespec::from(t);
+                let arg = GeteventsArg {
+                    sigmask: mask.as_ref().map_or(0, |m| m as *const u64 as u64),
+                    sigmask_sz: if mask.is_some() {
+                        KERNEL_SIGSET_SIZE
+                    } else {
+                        0
+                    },
+                    pad: 0,
+                    ts: &ts as *const types::Timespec as u64,
+                };
+                submitter.enter::<GeteventsArg>(
+                    to_submit,
+                    wait_for,
+                    flags | IORING_ENTER_EXT_ARG,
+                    Some(&arg),
+                )
+            }
+        }
+    };
+    res.map(|_| ()).map_err(Error::os)
+}
