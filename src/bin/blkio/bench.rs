@@ -77,7 +77,10 @@ impl Workload {
     }
 
     fn random(self) -> bool {
-        matches!(self, Workload::RandRead | Workload::RandWrite | Workload::RandRw)
+        matches!(
+            self,
+            Workload::RandRead | Workload::RandWrite | Workload::RandRw
+        )
     }
 
     fn writes(self) -> bool {

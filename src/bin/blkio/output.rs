@@ -191,13 +191,9 @@ pub fn bar(done: u64, total: u64, width: usize) -> String {
     let filled = if total == 0 {
         width
     } else {
-        ((done as u128 * width as u128) / total as u128) as usize
+        ((done as u128 * width as u128) / total as u128).min(width as u128) as usize
     };
-    format!(
-        "[{}{}]",
-        "#".repeat(filled),
-        ".".repeat(width - filled.min(width))
-    )
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
 #[cfg(test)]
