@@ -7,7 +7,7 @@
 //! buffers (one region from `blkio_alloc_mem_region`) and the same offsets.
 //! Rounds alternate a/b/a/b and the ratio a/b is printed.
 //!
-//! Run: `cargo bench --bench compare` (see docs/benchmarks.md for options).
+//! Run: `benches/run.sh` (see docs/benchmarks.md for options).
 
 #[allow(dead_code)]
 #[path = "../src/bin/blkio/api.rs"]
@@ -406,12 +406,16 @@ fn prepare_file(path: &Path) {
 }
 
 fn fs_type(path: &Path) -> String {
-    let out = Command::new("stat")
-        .args(["-f", "-c", "%T"])
+    let out = Command::new("findmnt")
+        .args(["-n", "-o", "FSTYPE", "-T"])
         .arg(path)
         .output();
     match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("?")
+            .to_owned(),
         Err(_) => "?".into(),
     }
 }
@@ -849,6 +853,7 @@ fn main() {
         compare_file(&cfg, "tmpfs", &shm);
     }
     if want("multiqueue") {
+        multiqueue(&cfg, &disk);
         multiqueue(&cfg, &shm);
     }
     if want("callgrind") {
