@@ -8,6 +8,7 @@
 use std::ptr::NonNull;
 
 use super::error::{Error, Result};
+use super::introspection;
 use super::property::{PropType, Property, PropertyInfo, Value};
 use super::queue::{Queue, QueueDriver};
 use super::region::{self, MemRegion, Regions};
@@ -223,6 +224,9 @@ impl<D: Driver> Device for Instance<D> {
     }
 
     fn get(&self, name: &str, ty: Option<PropType>) -> Result<Value> {
+        if name == introspection::PROPERTIES_NAME {
+            return introspection::get(ty, &self.properties());
+        }
         let prop = Self::property(name)?;
         if let Some(ty) = ty {
             if ty != prop.ty {
@@ -233,6 +237,9 @@ impl<D: Driver> Device for Instance<D> {
     }
 
     fn set(&mut self, name: &str, value: SetValue<'_>) -> Result<()> {
+        if name == introspection::PROPERTIES_NAME {
+            return introspection::set(&value);
+        }
         let prop = Self::property(name)?;
         let value = match value {
             SetValue::Typed(v) if v.ty() == prop.ty => v,

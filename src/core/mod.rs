@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod instance;
+pub mod introspection;
 pub mod property;
 pub mod queue;
 pub mod region;

@@ -144,12 +144,13 @@ pub enum Access {
 }
 
 impl Access {
-    /// Which states allow writing, as introspection text.
+    /// Which states allow writing, as introspection text
+    /// (see [`crate::core::introspection`]).
     pub fn describe(self) -> &'static str {
         match self {
             Access::ReadOnly => "r",
-            Access::Created => "rw created",
-            Access::Connected => "rw connected",
+            Access::Created => "rw:created",
+            Access::Connected => "rw:connected",
         }
     }
 
