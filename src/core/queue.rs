@@ -219,7 +219,10 @@ impl Queue {
         let result = loop {
             let need = min.saturating_sub(n);
             let poll_kick = self.poll && n == 0 && self.driver.in_flight() > 0;
-            if need == 0 && (entered || !(self.driver.needs_submit() || poll_kick)) {
+            // Work placed after the last submission (refilled from the
+            // backlog, or follow-ups queued while reaping) is submitted
+            // before returning, so it never waits for the next call.
+            if need == 0 && !self.driver.needs_submit() && (entered || !poll_kick) {
                 break Ok(n);
             }
             if need > 0 && self.driver.in_flight() == 0 && !self.driver.needs_submit() {

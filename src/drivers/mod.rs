@@ -3,16 +3,20 @@
 //! [`crate::core::queue::QueueDriver`] (one ring or virtqueue).
 
 pub mod io_uring;
+pub mod virtio_blk;
 
 use crate::core::instance::{Device, Instance};
 
 /// Every driver name `blkio_create` accepts.
-pub const NAMES: &[&str] = &["io_uring"];
+pub const NAMES: &[&str] = &["io_uring", "virtio-blk-vhost-user"];
 
 /// A new instance of the named driver, in the created state.
 pub fn create(name: &str) -> Option<Box<dyn Device>> {
     match name {
         "io_uring" => Some(Box::new(Instance::new(io_uring::IoUringDriver::default()))),
+        "virtio-blk-vhost-user" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
+            virtio_blk::vhost_user::VhostUser,
+        >::default()))),
         _ => None,
     }
 }
