@@ -1,6 +1,15 @@
 //! One virtio-blk queue: request checks, request → descriptor chain
 //! encoding, completion of used chains, notification policy and waiting
 //! (REQUESTS.md §4.2, §5, §6, §7.3; VIRTIO.md §4).
+//!
+//! A device that goes away (the transport's hang-up fd reports POLLHUP) is
+//! noticed while a `blkioq_do_io*` call waits (regular queues poll the fd
+//! together with the call eventfd; poll queues check it every few thousand
+//! spins) and, cheaply, every 256th reap that finds nothing while requests
+//! are in flight. From then on every in-flight request completes with -EIO
+//! "device disconnected" and new ones with -ENOTCONN. An application that
+//! only sleeps on the completion fd and never calls `blkioq_do_io*` is not
+//! woken: nothing signals that fd once the device is gone.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

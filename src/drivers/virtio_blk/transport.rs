@@ -32,7 +32,10 @@ use crate::core::Result;
 pub const CONFIG_LEN: usize = 60;
 
 /// Translates process addresses of mapped memory into device addresses.
-/// Cloned into every queue, so lookups need no access to the driver.
+/// Cloned into every queue, so lookups need no access to the driver: an
+/// IOVA transport (vDPA, VFIO) hands out a shared table (for example an
+/// `Arc<RwLock<..>>` of its mappings) that its `map_mem_region` and
+/// `unmap_mem_region` update.
 pub trait DeviceAddress: Clone + Send + 'static {
     /// The device address of `[addr, addr + len)`, or `None` when that range
     /// does not lie inside one mapped region.
