@@ -5,11 +5,12 @@
 pub mod io_uring;
 pub mod nvme_io_uring;
 mod uring_wait;
+pub mod virtio_blk;
 
 use crate::core::instance::{Device, Instance};
 
 /// Every driver name `blkio_create` accepts.
-pub const NAMES: &[&str] = &["io_uring", "nvme-io_uring"];
+pub const NAMES: &[&str] = &["io_uring", "nvme-io_uring", "virtio-blk-vhost-user"];
 
 /// A new instance of the named driver, in the created state.
 pub fn create(name: &str) -> Option<Box<dyn Device>> {
@@ -18,6 +19,9 @@ pub fn create(name: &str) -> Option<Box<dyn Device>> {
         "nvme-io_uring" => Some(Box::new(Instance::new(
             nvme_io_uring::NvmeIoUringDriver::default(),
         ))),
+        "virtio-blk-vhost-user" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
+            virtio_blk::vhost_user::VhostUser,
+        >::default()))),
         _ => None,
     }
 }

@@ -1,0 +1,578 @@
+//! One virtio-blk queue: request checks, request → descriptor chain
+//! encoding, completion of used chains, notification policy and waiting
+//! (REQUESTS.md §4.2, §5, §6, §7.3; VIRTIO.md §4).
+//!
+//! A device that goes away (the transport's hang-up fd reports POLLHUP) is
+//! noticed while a `blkioq_do_io*` call waits (regular queues poll the fd
+//! together with the call eventfd; poll queues check it every few thousand
+//! spins) and, cheaply, every 256th reap that finds nothing while requests
+//! are in flight. From then on every in-flight request completes with -EIO
+//! "device disconnected" and new ones with -ENOTCONN. An application that
+//! only sleeps on the completion fd and never calls `blkioq_do_io*` is not
+//! woken: nothing signals that fd once the device is gone.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::config::{DeviceInfo, SECTOR};
+use super::memory::QueueMemory;
+use super::record::{
+    self, Header, Records, HEADER_LEN, SEGMENT_LEN, SEGMENT_OFFSET, STATUS_OFFSET,
+};
+use super::transport::{hung_up, DeviceAddress, Kick, Transport};
+use super::virtqueue::{Buffer, Virtqueue};
+use crate::core::queue::{Enqueue, QueueDriver};
+use crate::core::request::{Completion, Op, Request, REQ_NO_UNMAP};
+use crate::core::{Error, Result};
+
+/// Longest data descriptor we create; longer buffers are split.
+const MAX_DESC_LEN: usize = 1 << 31;
+
+/// How many empty reaps with requests in flight pass between two cheap
+/// hang-up checks outside of waits.
+const IDLE_REAPS_PER_CHECK: u32 = 256;
+
+/// Poll-queue busy loop iterations between two hang-up checks.
+const SPINS_PER_CHECK: u32 = 4096;
+
+type Refusal = (i32, Option<&'static CStr>);
+
+const fn refuse(errno: i32, msg: &'static CStr) -> Refusal {
+    (errno, Some(msg))
+}
+
+/// A request placed in the ring, by chain id.
+#[derive(Clone, Copy)]
+struct Pending {
+    user_data: usize,
+    /// FUA write without native FUA: queue a FLUSH after it succeeds and
+    /// report only the flush.
+    then_flush: bool,
+}
+
+/// The settings a queue is created with.
+pub struct QueueParams<T: Transport> {
+    pub memory: Arc<QueueMemory>,
+    /// Offset of this queue's block in `memory`.
+    pub offset: usize,
+    pub queue_size: u16,
+    pub addr: T::Addr,
+    pub kick: T::Kick,
+    pub call: EventFd,
+    pub poll: bool,
+    pub info: DeviceInfo,
+    /// The instance's `read-only` property.
+    pub read_only: bool,
+    pub hangup: Option<Arc<OwnedFd>>,
+}
+
+/// A virtio-blk queue over virtqueue `V`.
+pub struct VirtioQueue<T: Transport, V: Virtqueue> {
+    vq: V,
+    records: Records,
+    /// Device address of record 0.
+    records_dev: u64,
+    /// Keeps the ring and records mapped.
+    _memory: Arc<QueueMemory>,
+    addr: T::Addr,
+    kick: T::Kick,
+    call: EventFd,
+    poll: bool,
+    info: DeviceInfo,
+    read_only: bool,
+    pending: Box<[Option<Pending>]>,
+    in_flight: usize,
+    /// Scratch space for the chain being built.
+    chain: Vec<Buffer>,
+    /// The application's `blkioq_set_completion_fd_enabled` setting.
+    notify: bool,
+    hangup: Option<Arc<OwnedFd>>,
+    /// The device went away: in-flight requests fail, new ones are refused.
+    disconnected: bool,
+    idle_reaps: u32,
+}
+
+impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
+    /// A queue over the ring `vq` (already placed in `p.memory`), with
+    /// notifications off (REQUESTS.md §5).
+    pub fn new(mut vq: V, p: QueueParams<T>) -> Result<Self> {
+        let layout = super::memory::BlockLayout::new(p.queue_size);
+        let records_at = p.memory.at(p.offset + layout.records);
+        let records_len = record::RECORD_LEN * p.queue_size as usize;
+        let records_dev = p
+            .addr
+            .translate(records_at.as_ptr() as usize, records_len)
+            .ok_or_else(|| Error::new(libc::EIO, "virtqueue memory is not mapped"))?;
+        // SAFETY: the records area of this queue's block, kept alive by
+        // `_memory`.
+        let records = unsafe { Records::new(records_at, p.queue_size as usize) };
+        if !p.poll {
+            set_nonblocking(p.call.as_raw_fd())?;
+        }
+        vq.set_notifications(false);
+        Ok(VirtioQueue {
+            vq,
+            records,
+            records_dev,
+            _memory: p.memory,
+            addr: p.addr,
+            kick: p.kick,
+            call: p.call,
+            poll: p.poll,
+            info: p.info,
+            read_only: p.read_only,
+            pending: vec![None; p.queue_size as usize].into_boxed_slice(),
+            in_flight: 0,
+            chain: Vec::with_capacity(8),
+            notify: false,
+            hangup: p.hangup,
+            disconnected: false,
+            idle_reaps: 0,
+        })
+    }
+
+    /// The per-request checks of REQUESTS.md §7.3, first failure wins.
+    fn check(&self, req: &Request) -> std::result::Result<(), Refusal> {
+        let ro = || {
+            if self.read_only {
+                Err(refuse(libc::EBADF, c"device is read-only"))
+            } else {
+                Ok(())
+            }
+        };
+        match req.op {
+            Op::ReportZones { .. } | Op::ZoneMgmt { .. } => Err(refuse(
+                libc::ENOTSUP,
+                c"request not supported for this driver",
+            )),
+            Op::Read { .. } | Op::Readv { .. } | Op::Write { .. } | Op::Writev { .. } => {
+                if req.start % SECTOR != 0 {
+                    return Err(refuse(libc::EINVAL, c"invalid start offset"));
+                }
+                if req.op.is_modifying() {
+                    ro()?;
+                }
+                Ok(())
+            }
+            Op::WriteZeroes { len } | Op::Discard { len } => {
+                let (supported, unsupported) = match req.op {
+                    Op::WriteZeroes { .. } => {
+                        (self.info.write_zeroes, c"write zeroes not supported")
+                    }
+                    _ => (self.info.discard, c"discard not supported"),
+                };
+                if !supported {
+                    return Err(refuse(libc::ENOTSUP, unsupported));
+                }
+                let bad_range = refuse(libc::EINVAL, c"invalid len or start offset");
+                let end = req.start.checked_add(len);
+                if req.start % SECTOR != 0 || end.is_none_or(|e| e % SECTOR != 0) {
+                    return Err(bad_range);
+                }
+                ro()?;
+                // More sectors than the segment's u32 can say: refused
+                // rather than left in the backlog forever (REQUESTS.md §7.3).
+                if len / SECTOR > u32::MAX as u64 {
+                    return Err(bad_range);
+                }
+                Ok(())
+            }
+            Op::Flush => Ok(()),
+        }
+    }
+
+    /// The record and data part of the chain for `req` with id `id`,
+    /// built in `self.chain`.
+    fn build(&mut self, req: &Request, id: u16) -> std::result::Result<Header, Refusal> {
+        let rec = self.records_dev + (id as usize * record::RECORD_LEN) as u64;
+        self.chain.clear();
+        self.chain.push(Buffer {
+            addr: rec,
+            len: HEADER_LEN,
+            device_writable: false,
+        });
+        let header = match req.op {
+            Op::Read { buf, len } => {
+                self.push_data(buf as usize, len, true)?;
+                rw_header(VIRTIO_BLK_T_IN, req.start)
+            }
+            Op::Write { buf, len } => {
+                self.push_data(buf as usize, len, false)?;
+                rw_header(VIRTIO_BLK_T_OUT, req.start)
+            }
+            Op::Readv { .. } | Op::Writev { .. } => {
+                let writable = matches!(req.op, Op::Readv { .. });
+                for v in req.op.iovecs() {
+                    self.push_data(v.iov_base as usize, v.iov_len, writable)?;
+                }
+                let kind = if writable {
+                    VIRTIO_BLK_T_IN
+                } else {
+                    VIRTIO_BLK_T_OUT
+                };
+                rw_header(kind, req.start)
+            }
+            Op::WriteZeroes { len } | Op::Discard { len } => {
+                self.chain.push(Buffer {
+                    addr: rec + SEGMENT_OFFSET,
+                    len: SEGMENT_LEN,
+                    device_writable: false,
+                });
+                let (kind, flags) = match req.op {
+                    Op::Discard { .. } => (VIRTIO_BLK_T_DISCARD, 0),
+                    _ if req.flags & REQ_NO_UNMAP != 0 => (VIRTIO_BLK_T_WRITE_ZEROES, 0),
+                    _ => (
+                        VIRTIO_BLK_T_WRITE_ZEROES,
+                        VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+                    ),
+                };
+                Header {
+                    kind,
+                    sector: 0,
+                    segment: Some((req.start / SECTOR, (len / SECTOR) as u32, flags)),
+                }
+            }
+            Op::Flush => flush_header(),
+            Op::ReportZones { .. } | Op::ZoneMgmt { .. } => unreachable!("refused by check"),
+        };
+        self.push_status(rec)?;
+        Ok(header)
+    }
+
+    /// Adds the descriptors of one data buffer; empty buffers add none.
+    fn push_data(
+        &mut self,
+        addr: usize,
+        len: usize,
+        writable: bool,
+    ) -> std::result::Result<(), Refusal> {
+        if len == 0 {
+            return Ok(());
+        }
+        let dev = self.addr.translate(addr, len).ok_or(refuse(
+            libc::EFAULT,
+            c"buffer is not inside a mapped memory region",
+        ))?;
+        let mut done = 0;
+        while done < len {
+            // One slot must stay free for the status descriptor.
+            if self.chain.len() + 1 >= self.vq.size() as usize {
+                return Err(too_many_descriptors());
+            }
+            let piece = (len - done).min(MAX_DESC_LEN);
+            self.chain.push(Buffer {
+                addr: dev + done as u64,
+                len: piece as u32,
+                device_writable: writable,
+            });
+            done += piece;
+        }
+        Ok(())
+    }
+
+    fn push_status(&mut self, rec: u64) -> std::result::Result<(), Refusal> {
+        if self.chain.len() >= self.vq.size() as usize {
+            return Err(too_many_descriptors());
+        }
+        self.chain.push(Buffer {
+            addr: rec + STATUS_OFFSET,
+            len: 1,
+            device_writable: true,
+        });
+        Ok(())
+    }
+
+    /// Publishes the chain in `self.chain` for request `id`.
+    fn publish(&mut self, id: u16, header: &Header, pending: Pending) {
+        self.records.write(id, header);
+        let placed = self.vq.add_chain(&self.chain);
+        debug_assert_eq!(placed, id);
+        self.pending[id as usize] = Some(pending);
+    }
+
+    /// Queues the FLUSH that follows a FUA write. The write's chain was
+    /// just freed (at least two descriptors), so there is always room.
+    fn queue_flush(&mut self, user_data: usize) {
+        let id = self.vq.next_id().expect("the write's descriptors are free");
+        let rec = self.records_dev + (id as usize * record::RECORD_LEN) as u64;
+        self.chain.clear();
+        self.chain.push(Buffer {
+            addr: rec,
+            len: HEADER_LEN,
+            device_writable: false,
+        });
+        self.chain.push(Buffer {
+            addr: rec + STATUS_OFFSET,
+            len: 1,
+            device_writable: true,
+        });
+        self.publish(
+            id,
+            &flush_header(),
+            Pending {
+                user_data,
+                then_flush: false,
+            },
+        );
+    }
+
+    fn check_hangup(&mut self) {
+        if let Some(fd) = &self.hangup {
+            if hung_up(fd) {
+                self.disconnected = true;
+            }
+        }
+    }
+
+    /// Fails every request still in the ring (the device is gone).
+    fn reap_disconnected(&mut self, out: &mut [Completion]) -> usize {
+        let mut n = 0;
+        for slot in self.pending.iter_mut() {
+            if n == out.len() {
+                break;
+            }
+            if let Some(p) = slot.take() {
+                out[n] = Completion::new(p.user_data, -libc::EIO, Some(c"device disconnected"));
+                n += 1;
+            }
+        }
+        self.in_flight -= n;
+        n
+    }
+
+    fn kick_if_needed(&mut self) {
+        if !self.disconnected && self.vq.needs_kick() {
+            self.kick.kick();
+        }
+    }
+
+    /// Used entries available, or the device is gone.
+    fn ready(&self, wait_for: usize) -> bool {
+        self.disconnected || self.vq.used_pending() as usize >= wait_for
+    }
+
+    /// Poll queue: spin on the used ring.
+    fn spin(&mut self, wait_for: usize, timeout: Option<Duration>) -> Result<()> {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while !self.ready(wait_for) {
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Err(timed_out());
+            }
+            spins = spins.wrapping_add(1);
+            if spins % SPINS_PER_CHECK == 0 {
+                self.check_hangup();
+            }
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// Regular queue: sleep on the call eventfd (and the hang-up fd) with
+    /// notifications on until the device has used at least one chain; the
+    /// caller restores the application's setting, and the core reaps and
+    /// calls again if it needs more. (With EVENT_IDX the device signals
+    /// only when it passes `used_event`, so waiting here for more than one
+    /// entry without popping would sleep forever.)
+    fn sleep(&mut self, timeout: Option<Duration>, sig: Option<&libc::sigset_t>) -> Result<()> {
+        let start = Instant::now();
+        let mut fds = [
+            libc::pollfd {
+                fd: self.call.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.hangup.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            },
+        ];
+        // Re-checked after notifications were turned on: no lost wake-up.
+        while !self.ready(1) {
+            let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
+            let ts = remaining.map(|d| libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            });
+            // SAFETY: two valid pollfds (a negative fd is ignored); the
+            // timespec and signal set live across the call.
+            let n = unsafe {
+                libc::ppoll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
+                    sig.map_or(std::ptr::null(), |s| s as *const _),
+                )
+            };
+            if n < 0 {
+                return Err(Error::last_os_error());
+            }
+            if n == 0 {
+                return Err(timed_out());
+            }
+            if fds[0].revents != 0 {
+                // Nonblocking: an empty counter (EAGAIN) is harmless.
+                let _ = self.call.read();
+            }
+            if fds[1].revents != 0 {
+                self.disconnected = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rw_header(kind: u32, start: u64) -> Header {
+    Header {
+        kind,
+        sector: start / SECTOR,
+        segment: None,
+    }
+}
+
+fn flush_header() -> Header {
+    Header {
+        kind: VIRTIO_BLK_T_FLUSH,
+        sector: 0,
+        segment: None,
+    }
+}
+
+fn too_many_descriptors() -> Refusal {
+    refuse(
+        libc::EINVAL,
+        c"request needs more descriptors than queue-size allows",
+    )
+}
+
+fn timed_out() -> Error {
+    Error::new(libc::ETIME, "Timed out")
+}
+
+fn set_nonblocking(fd: RawFd) -> Result<()> {
+    // SAFETY: fcntl on a descriptor we own; results checked.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
+    fn enqueue(&mut self, req: &Request) -> Enqueue {
+        if self.disconnected {
+            return Enqueue::Failed(libc::ENOTCONN, Some(c"device disconnected"));
+        }
+        if let Err((errno, msg)) = self.check(req) {
+            return Enqueue::Failed(errno, msg);
+        }
+        if matches!(req.op, Op::Flush) && !self.info.flush {
+            // Nothing to make durable: complete at once with 0.
+            return Enqueue::Failed(0, None);
+        }
+        let Some(id) = self.vq.next_id() else {
+            return Enqueue::Full;
+        };
+        let header = match self.build(req, id) {
+            Ok(h) => h,
+            Err((errno, msg)) => return Enqueue::Failed(errno, msg),
+        };
+        if self.chain.len() > self.vq.num_free() as usize {
+            return Enqueue::Full;
+        }
+        let then_flush = req.fua() && self.info.flush && req.op.is_rw();
+        self.publish(
+            id,
+            &header,
+            Pending {
+                user_data: req.user_data,
+                then_flush,
+            },
+        );
+        self.in_flight += 1;
+        Enqueue::Queued
+    }
+
+    fn reap(&mut self, out: &mut [Completion]) -> usize {
+        if self.disconnected {
+            return self.reap_disconnected(out);
+        }
+        let mut n = 0;
+        while n < out.len() {
+            let Some(id) = self.vq.pop_used() else { break };
+            let Some(p) = self.pending[id as usize].take() else {
+                continue;
+            };
+            let ret = record::status_to_ret(self.records.status(id));
+            if p.then_flush && ret == 0 {
+                self.queue_flush(p.user_data);
+                continue;
+            }
+            out[n] = Completion::new(p.user_data, ret, None);
+            n += 1;
+        }
+        self.in_flight -= n;
+        if n == 0 && self.in_flight > 0 && !out.is_empty() {
+            self.idle_reaps = self.idle_reaps.wrapping_add(1);
+            if self.idle_reaps % IDLE_REAPS_PER_CHECK == 0 {
+                self.check_hangup();
+            }
+        }
+        n
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn needs_submit(&self) -> bool {
+        !self.disconnected && self.vq.has_unkicked()
+    }
+
+    fn submit_and_wait(
+        &mut self,
+        wait_for: usize,
+        timeout: Option<Duration>,
+        sig: Option<&libc::sigset_t>,
+    ) -> Result<()> {
+        self.kick_if_needed();
+        if wait_for == 0 || self.ready(wait_for) {
+            return Ok(());
+        }
+        if self.poll {
+            return self.spin(wait_for, timeout);
+        }
+        if !self.notify {
+            self.vq.set_notifications(true);
+        }
+        let result = self.sleep(timeout, sig);
+        if !self.notify {
+            self.vq.set_notifications(false);
+        }
+        result
+    }
+
+    fn completion_fd(&self) -> RawFd {
+        if self.poll {
+            -1
+        } else {
+            self.call.as_raw_fd()
+        }
+    }
+
+    fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        self.notify = enabled;
+        self.vq.set_notifications(enabled);
+    }
+}

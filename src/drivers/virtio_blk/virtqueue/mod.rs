@@ -1,0 +1,58 @@
+//! The driver side of a virtqueue, on plain shared memory (VIRTIO.md §5–6).
+//!
+//! A virtqueue knows nothing about block requests: it hands out chain ids,
+//! publishes chains of [`Buffer`]s, decides when the device needs a kick,
+//! returns the ids of used chains and switches used-buffer notifications.
+//! The virtio-blk layer ([`super::queue`]) builds the chains.
+//!
+//! Only the split ring exists so far: vhost-user and vhost-vdpa always use
+//! it, and VFIO-PCI uses it unless a device offers `VIRTIO_F_RING_PACKED`
+//! (VIRTIO.md §6). A packed ring would be a second [`Virtqueue`]
+//! implementation next to [`split::SplitQueue`].
+
+pub mod split;
+
+/// One element of a descriptor chain as the device sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    /// Device address (already translated by the transport).
+    pub addr: u64,
+    pub len: u32,
+    /// The device writes into it (`VRING_DESC_F_WRITE`).
+    pub device_writable: bool,
+}
+
+/// What the virtio-blk layer needs from a ring.
+pub trait Virtqueue: Send {
+    /// Number of entries (descriptors).
+    fn size(&self) -> u16;
+
+    /// The id the next [`Virtqueue::add_chain`] will return, if a
+    /// descriptor is free. Request records are indexed by this id.
+    fn next_id(&self) -> Option<u16>;
+
+    /// Free descriptors.
+    fn num_free(&self) -> u16;
+
+    /// Places and publishes a chain (1 ≤ len ≤ [`Virtqueue::num_free`]);
+    /// returns its id (the value [`Virtqueue::next_id`] announced).
+    fn add_chain(&mut self, chain: &[Buffer]) -> u16;
+
+    /// Used entries the device has produced and we have not popped yet.
+    fn used_pending(&self) -> u16;
+
+    /// The id of the next used chain, whose descriptors become free again.
+    /// Entries naming a chain that is not in flight are skipped.
+    fn pop_used(&mut self) -> Option<u16>;
+
+    /// Whether something was published since the last kick decision.
+    fn has_unkicked(&self) -> bool;
+
+    /// The kick decision for everything published since the last one
+    /// (event index or `VRING_USED_F_NO_NOTIFY`).
+    fn needs_kick(&mut self) -> bool;
+
+    /// Turns used-buffer notifications on or off; followed by a full fence
+    /// so a re-check of the used ring cannot miss a notification.
+    fn set_notifications(&mut self, enabled: bool);
+}
