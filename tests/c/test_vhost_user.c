@@ -8,7 +8,9 @@
  * leaves one behind). Without qemu-storage-daemon the program prints
  * "skip - ..." and exits 0.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
