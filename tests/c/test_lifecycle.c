@@ -118,7 +118,9 @@ static void test_connect_errors(const char *file)
     CHECK_INT(fd, -1, "fd property stays -1 after a failed path connect");
 
     blkio_set_str(b, "path", h_test_dir());
-    CHECK_ERR(blkio_connect(b), -EINVAL, "The file must be a block device or a regular file",
+    /* Upstream 1.5.0 opens read-write first, which the kernel refuses for a
+     * directory (checked against upstream's binary by tests/qemu). */
+    CHECK_ERR(blkio_connect(b), -EISDIR, "Is a directory (os error 21)",
               "connect to a directory");
     blkio_get_int(b, "fd", &fd);
     CHECK_INT(fd, -1, "fd property back to -1 after a failed connect to a directory");

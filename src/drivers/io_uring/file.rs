@@ -48,7 +48,9 @@ impl DeviceFile {
         let fmt = st.st_mode & libc::S_IFMT;
         let block = fmt == libc::S_IFBLK;
         if !block && fmt != libc::S_IFREG {
-            return Err(not_a_file_or_block_device());
+            return Err(Error::invalid(
+                "The file must be a block device or a regular file",
+            ));
         }
         // SAFETY: F_GETFL on a descriptor fstat just accepted.
         let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -142,12 +144,6 @@ impl DeviceFile {
             0
         }
     }
-}
-
-/// The connect error for a target of the wrong kind (directory, character
-/// device, FIFO, ...), PROPERTIES.md §3.
-pub fn not_a_file_or_block_device() -> Error {
-    Error::invalid("The file must be a block device or a regular file")
 }
 
 /// What [`DeviceFile::inspect`] found, before taking ownership of the fd.
