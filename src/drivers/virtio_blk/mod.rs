@@ -10,11 +10,13 @@
 //! * [`record`] + [`queue`] — request encoding, completion and waiting.
 
 mod config;
+mod iova;
 mod memory;
 mod queue;
 mod record;
 pub mod transport;
 pub mod vhost_user;
+pub mod vhost_vdpa;
 pub mod virtqueue;
 
 use std::sync::Arc;
