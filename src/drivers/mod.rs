@@ -15,6 +15,7 @@ pub const NAMES: &[&str] = &[
     "nvme-io_uring",
     "virtio-blk-vhost-user",
     "virtio-blk-vhost-vdpa",
+    "virtio-blk-vfio-pci",
 ];
 
 /// A new instance of the named driver, in the created state.
@@ -29,6 +30,9 @@ pub fn create(name: &str) -> Option<Box<dyn Device>> {
         >::default()))),
         "virtio-blk-vhost-vdpa" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
             virtio_blk::vhost_vdpa::VhostVdpa,
+        >::default()))),
+        "virtio-blk-vfio-pci" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
+            virtio_blk::vfio_pci::VfioPci,
         >::default()))),
         _ => None,
     }

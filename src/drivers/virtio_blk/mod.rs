@@ -15,6 +15,7 @@ mod memory;
 mod queue;
 mod record;
 pub mod transport;
+pub mod vfio_pci;
 pub mod vhost_user;
 pub mod vhost_vdpa;
 pub mod virtqueue;
