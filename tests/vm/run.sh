@@ -19,6 +19,9 @@
 #
 # Environment: VMTEST_SHARED (default: ../shared next to the repository),
 # VMTEST_GUESTDIR, VMTEST_TIMEOUT (seconds, default 900), CC (default cc).
+# VMTEST_VFIO_PACKED=1 gives the VFIO disk packed=on (through the QEMU
+# wrapper tests/vm/qemu-packed.sh), so virtio-blk-vfio-pci runs its tests on
+# the packed virtqueue instead of the split one.
 # Prints "skip - ..." and exits 0 only when the machine lacks something the
 # guest needs (QEMU, the Debian tools, the package mirror, shared/vmtest).
 set -u
@@ -78,6 +81,11 @@ echo "# library and $(ls "$RUN"/test_* | wc -l) test programs built ($(elapsed) 
 
 # 3. one boot
 OUT=$RUN/output.log
+if [ "${VMTEST_VFIO_PACKED:-0}" = 1 ]; then
+    export VMTEST_REAL_QEMU=${VMTEST_QEMU:-qemu-system-x86_64}
+    export VMTEST_QEMU=$ROOT/tests/vm/qemu-packed.sh
+    echo "# VFIO disk with packed=on (packed virtqueue)"
+fi
 "$V/run-in-vm.sh" --nvme --nvme-zoned --blk --vdpa --vfio --append nvme.poll_queues=1 \
     --timeout "${VMTEST_TIMEOUT:-900}" "$GUEST" "$RUN" -- sh ./guest.sh 2>&1 | tee "$OUT"
 rc=${PIPESTATUS[0]}

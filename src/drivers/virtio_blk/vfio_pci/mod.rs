@@ -129,9 +129,8 @@ impl VfioPci {
                 "Device does not offer VIRTIO_F_VERSION_1",
             ));
         }
-        // The packed ring is not implemented: never negotiated.
-        let wanted = driver_features | VERSION_1 | ACCESS_PLATFORM | ORDER_PLATFORM;
-        let features = offered & wanted & !RING_PACKED;
+        let wanted = driver_features | VERSION_1 | ACCESS_PLATFORM | RING_PACKED | ORDER_PLATFORM;
+        let features = offered & wanted;
         for half in 0..2u32 {
             c.write32(common::DRIVER_FEATURE_SELECT, half);
             c.write32(common::DRIVER_FEATURE, (features >> (32 * half)) as u32);
