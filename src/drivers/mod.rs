@@ -10,7 +10,13 @@ pub mod virtio_blk;
 use crate::core::instance::{Device, Instance};
 
 /// Every driver name `blkio_create` accepts.
-pub const NAMES: &[&str] = &["io_uring", "nvme-io_uring", "virtio-blk-vhost-user"];
+pub const NAMES: &[&str] = &[
+    "io_uring",
+    "nvme-io_uring",
+    "virtio-blk-vhost-user",
+    "virtio-blk-vhost-vdpa",
+    "virtio-blk-vfio-pci",
+];
 
 /// A new instance of the named driver, in the created state.
 pub fn create(name: &str) -> Option<Box<dyn Device>> {
@@ -21,6 +27,12 @@ pub fn create(name: &str) -> Option<Box<dyn Device>> {
         ))),
         "virtio-blk-vhost-user" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
             virtio_blk::vhost_user::VhostUser,
+        >::default()))),
+        "virtio-blk-vhost-vdpa" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
+            virtio_blk::vhost_vdpa::VhostVdpa,
+        >::default()))),
+        "virtio-blk-vfio-pci" => Some(Box::new(Instance::new(virtio_blk::VirtioBlk::<
+            virtio_blk::vfio_pci::VfioPci,
         >::default()))),
         _ => None,
     }

@@ -28,4 +28,6 @@ run nvme-io_uring-zoned ./test_nvme_zoned
 run "io_uring on $VMTEST_BLK" ./test_io_uring_blk "$VMTEST_BLK"
 run "io_uring on $VMTEST_BLK_4K" ./test_io_uring_blk "$VMTEST_BLK_4K"
 run "io_uring on $VMTEST_NVME_BLK" ./test_io_uring_blk "$VMTEST_NVME_BLK"
+run virtio-blk-vhost-vdpa ./test_vhost_vdpa
+run virtio-blk-vfio-pci ./test_vfio_pci
 exit $status

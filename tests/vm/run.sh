@@ -1,7 +1,8 @@
 #!/bin/bash
 # In-guest test suite: the drivers that need devices the host lacks (NVMe
-# namespaces, zoned NVMe, virtio-blk disks with 512 and 4096-byte blocks)
-# run in ONE boot of the vmtest guest (shared/vmtest, TCG).
+# namespaces, zoned NVMe, virtio-blk disks with 512 and 4096-byte blocks,
+# a vdpa_sim_blk vhost-vdpa device, a virtio-blk-pci device behind VFIO) run
+# in ONE boot of the vmtest guest (shared/vmtest, TCG).
 #
 #   tests/vm/run.sh            build what is needed, boot once, run every test
 #
@@ -11,13 +12,16 @@
 # 2. builds the library (cargo build, debug) and the C tests tests/vm/test_*.c
 #    against include/ and target/debug, into target/vmtest-run with the
 #    library next to them (rpath $ORIGIN);
-# 3. boots the guest with --nvme --nvme-zoned --blk (NVMe with one poll queue
+# 3. boots the guest with --nvme --nvme-zoned --blk --vdpa --vfio (NVMe with one poll queue
 #    so io_uring poll queues can be tested) and runs tests/vm/guest.sh there;
 # 4. relays the "ok - / not ok - / skip - " lines and ends with
 #    "vm: N passed, M failed"; the exit status is non-zero on any failure.
 #
 # Environment: VMTEST_SHARED (default: ../shared next to the repository),
 # VMTEST_GUESTDIR, VMTEST_TIMEOUT (seconds, default 900), CC (default cc).
+# VMTEST_VFIO_PACKED=1 gives the VFIO disk packed=on (through the QEMU
+# wrapper tests/vm/qemu-packed.sh), so virtio-blk-vfio-pci runs its tests on
+# the packed virtqueue instead of the split one.
 # Prints "skip - ..." and exits 0 only when the machine lacks something the
 # guest needs (QEMU, the Debian tools, the package mirror, shared/vmtest).
 set -u
@@ -77,7 +81,12 @@ echo "# library and $(ls "$RUN"/test_* | wc -l) test programs built ($(elapsed) 
 
 # 3. one boot
 OUT=$RUN/output.log
-"$V/run-in-vm.sh" --nvme --nvme-zoned --blk --append nvme.poll_queues=1 \
+if [ "${VMTEST_VFIO_PACKED:-0}" = 1 ]; then
+    export VMTEST_REAL_QEMU=${VMTEST_QEMU:-qemu-system-x86_64}
+    export VMTEST_QEMU=$ROOT/tests/vm/qemu-packed.sh
+    echo "# VFIO disk with packed=on (packed virtqueue)"
+fi
+"$V/run-in-vm.sh" --nvme --nvme-zoned --blk --vdpa --vfio --append nvme.poll_queues=1 \
     --timeout "${VMTEST_TIMEOUT:-900}" "$GUEST" "$RUN" -- sh ./guest.sh 2>&1 | tee "$OUT"
 rc=${PIPESTATUS[0]}
 

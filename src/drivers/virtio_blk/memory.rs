@@ -5,14 +5,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::record::RECORD_LEN;
-use super::virtqueue::split;
+use super::virtqueue::{packed, split};
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
-/// Where the parts of one queue's block are (VIRTIO.md §3.2).
+/// Where the parts of one queue's block are (VIRTIO.md §3.2). The
+/// descriptors start at offset 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockLayout {
-    pub ring: split::Layout,
+    /// Driver area: the split ring's available ring, or the packed ring's
+    /// driver event suppression area.
+    pub driver: usize,
+    /// Device area: the used ring, or the device event suppression area.
+    pub device: usize,
     /// Offset of the request records (33 bytes each, indexed by chain id).
     pub records: usize,
     /// Bytes per queue, a multiple of 16.
@@ -20,12 +25,19 @@ pub struct BlockLayout {
 }
 
 impl BlockLayout {
-    pub const fn new(queue_size: u16) -> BlockLayout {
-        let ring = split::Layout::new(queue_size);
+    pub const fn new(queue_size: u16, packed: bool) -> BlockLayout {
+        let (driver, device, end) = if packed {
+            let l = packed::Layout::new(queue_size);
+            (l.driver, l.device, l.end)
+        } else {
+            let l = split::Layout::new(queue_size);
+            (l.avail, l.used, l.end)
+        };
         BlockLayout {
-            ring,
-            records: ring.end,
-            size: (ring.end + RECORD_LEN * queue_size as usize).next_multiple_of(16),
+            driver,
+            device,
+            records: end,
+            size: (end + RECORD_LEN * queue_size as usize).next_multiple_of(16),
         }
     }
 }
@@ -110,12 +122,18 @@ mod tests {
 
     #[test]
     fn block_sizes_match_the_recording() {
-        let l = BlockLayout::new(256);
+        let l = BlockLayout::new(256, false);
         assert_eq!(
-            (l.ring.avail, l.ring.used, l.records, l.size),
+            (l.driver, l.device, l.records, l.size),
             (4096, 4616, 6672, 15120)
         );
-        assert_eq!(BlockLayout::new(4).size, 256);
+        assert_eq!(BlockLayout::new(4, false).size, 256);
+        // Packed: 16 N descriptor bytes, 4 + 4 event bytes, the records.
+        let p = BlockLayout::new(256, true);
+        assert_eq!(
+            (p.driver, p.device, p.records, p.size),
+            (4096, 4100, 4104, 12560)
+        );
     }
 
     #[test]

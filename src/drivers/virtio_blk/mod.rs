@@ -1,20 +1,25 @@
-//! The virtio-blk drivers (`virtio-blk-vhost-user`, later vhost-vdpa and
-//! VFIO-PCI): one driver generic over a [`Transport`] (PROPERTIES.md §5–6,
-//! REQUESTS.md §7.3, VIRTIO.md).
+//! The virtio-blk drivers (`virtio-blk-vhost-user`, `-vhost-vdpa`,
+//! `-vfio-pci`): one driver generic over a [`Transport`] (PROPERTIES.md
+//! §5–6, REQUESTS.md §7.3, VIRTIO.md).
 //!
 //! * [`config`] — feature bits, the config space and the property values
 //!   derived from them;
-//! * [`transport`] — what a transport provides; [`vhost_user`] is one;
+//! * [`transport`] — what a transport provides; [`vhost_user`],
+//!   [`vhost_vdpa`] and [`vfio_pci`] are the three;
+//! * [`iova`] — IOVA allocation and translation (vhost-vdpa, VFIO-PCI);
 //! * [`memory`] — the memfd holding every queue's ring and request records;
 //! * [`virtqueue`] — the driver side of the rings;
 //! * [`record`] + [`queue`] — request encoding, completion and waiting.
 
 mod config;
+mod iova;
 mod memory;
 mod queue;
 mod record;
 pub mod transport;
+pub mod vfio_pci;
 pub mod vhost_user;
+pub mod vhost_vdpa;
 pub mod virtqueue;
 
 use std::sync::Arc;
@@ -28,11 +33,16 @@ use crate::core::queue::QueueDriver;
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
-use config::{BlkConfig, DeviceInfo, DRIVER_FEATURES};
+use config::{bit, BlkConfig, DeviceInfo, DRIVER_FEATURES};
 use memory::{BlockLayout, QueueMemory};
 use queue::{QueueParams, VirtioQueue};
 use transport::{DeviceAddress, QueueSetup, Transport};
+use virtqueue::packed::PackedQueue;
 use virtqueue::split::SplitQueue;
+
+/// `VIRTIO_F_RING_PACKED`: only a transport that asks for it (VFIO-PCI)
+/// can have it negotiated.
+const RING_PACKED: u64 = bit(34);
 
 /// Default and largest `queue-size`.
 const DEFAULT_QUEUE_SIZE: i32 = 256;
@@ -162,7 +172,8 @@ impl<T: Transport> Driver for VirtioBlk<T> {
         let info = device.info;
         let transport = &mut device.transport;
 
-        let layout = BlockLayout::new(size);
+        let packed = transport.features() & RING_PACKED != 0;
+        let layout = BlockLayout::new(size, packed);
         let align = transport.mem_region_alignment().max(1) as usize;
         let memory = Arc::new(QueueMemory::new(
             (layout.size * total).next_multiple_of(align),
@@ -186,8 +197,8 @@ impl<T: Transport> Driver for VirtioBlk<T> {
                     index,
                     size,
                     desc: dev,
-                    avail: dev + layout.ring.avail as u64,
-                    used: dev + layout.ring.used as u64,
+                    avail: dev + layout.driver as u64,
+                    used: dev + layout.device as u64,
                     call,
                 })
             })
@@ -202,26 +213,33 @@ impl<T: Transport> Driver for VirtioBlk<T> {
         };
         for (index, (call, kick)) in calls.into_iter().zip(kicks).enumerate() {
             let offset = index * layout.size;
-            // SAFETY: this queue's ring, inside `memory`, zeroed and aligned
-            // to 16 (the block starts page aligned, blocks are multiples of
-            // 16); the queue keeps `memory` alive.
-            let vq = unsafe { SplitQueue::new(memory.at(offset), size, info.event_idx) };
             let poll = index >= regular;
-            let q: Box<dyn QueueDriver> = Box::new(VirtioQueue::<T, _>::new(
-                vq,
-                QueueParams {
-                    memory: memory.clone(),
-                    offset,
-                    queue_size: size,
-                    addr: addr.clone(),
-                    kick,
-                    call,
-                    poll,
-                    info,
-                    read_only,
-                    hangup: hangup.clone(),
-                },
-            )?);
+            let params = QueueParams {
+                memory: memory.clone(),
+                offset,
+                layout,
+                queue_size: size,
+                addr: addr.clone(),
+                kick,
+                call,
+                poll,
+                info,
+                read_only,
+                hangup: hangup.clone(),
+            };
+            let ring = memory.at(offset);
+            // Both rings: this queue's ring, inside `memory`, zeroed and
+            // aligned to 16 (the block starts page aligned, blocks are
+            // multiples of 16); the queue keeps `memory` alive.
+            let q: Box<dyn QueueDriver> = if packed {
+                // SAFETY: as just said.
+                let vq = unsafe { PackedQueue::new(ring, size) };
+                Box::new(VirtioQueue::<T, _>::new(vq, params)?)
+            } else {
+                // SAFETY: as just said.
+                let vq = unsafe { SplitQueue::new(ring, size, info.event_idx) };
+                Box::new(VirtioQueue::<T, _>::new(vq, params)?)
+            };
             if poll {
                 started.poll_queues.push(q);
             } else {

@@ -23,7 +23,7 @@ use virtio_bindings::virtio_blk::{
 use vmm_sys_util::eventfd::EventFd;
 
 use super::config::{DeviceInfo, SECTOR};
-use super::memory::QueueMemory;
+use super::memory::{BlockLayout, QueueMemory};
 use super::record::{
     self, Header, Records, HEADER_LEN, SEGMENT_LEN, SEGMENT_OFFSET, STATUS_OFFSET,
 };
@@ -63,6 +63,8 @@ pub struct QueueParams<T: Transport> {
     pub memory: Arc<QueueMemory>,
     /// Offset of this queue's block in `memory`.
     pub offset: usize,
+    /// The block's layout (split or packed ring).
+    pub layout: BlockLayout,
     pub queue_size: u16,
     pub addr: T::Addr,
     pub kick: T::Kick,
@@ -104,8 +106,7 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     /// A queue over the ring `vq` (already placed in `p.memory`), with
     /// notifications off (REQUESTS.md §5).
     pub fn new(mut vq: V, p: QueueParams<T>) -> Result<Self> {
-        let layout = super::memory::BlockLayout::new(p.queue_size);
-        let records_at = p.memory.at(p.offset + layout.records);
+        let records_at = p.memory.at(p.offset + p.layout.records);
         let records_len = record::RECORD_LEN * p.queue_size as usize;
         let records_dev = p
             .addr

@@ -5,11 +5,11 @@
 //! returns the ids of used chains and switches used-buffer notifications.
 //! The virtio-blk layer ([`super::queue`]) builds the chains.
 //!
-//! Only the split ring exists so far: vhost-user and vhost-vdpa always use
-//! it, and VFIO-PCI uses it unless a device offers `VIRTIO_F_RING_PACKED`
-//! (VIRTIO.md §6). A packed ring would be a second [`Virtqueue`]
-//! implementation next to [`split::SplitQueue`].
+//! Two implementations: [`split::SplitQueue`], which vhost-user and
+//! vhost-vdpa always use, and [`packed::PackedQueue`], which VFIO-PCI uses
+//! when the device offers `VIRTIO_F_RING_PACKED` (VIRTIO.md §6).
 
+pub mod packed;
 pub mod split;
 
 /// One element of a descriptor chain as the device sees it.
