@@ -24,7 +24,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::core::config::{self as common, Config, Configured};
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
-use crate::core::queue::QueueDriver;
+use crate::core::queue::Queue;
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
@@ -207,7 +207,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
             // 16); the queue keeps `memory` alive.
             let vq = unsafe { SplitQueue::new(memory.at(offset), size, info.event_idx) };
             let poll = index >= regular;
-            let q: Box<dyn QueueDriver> = Box::new(VirtioQueue::<T, _>::new(
+            let ring = VirtioQueue::<T, _>::new(
                 vq,
                 QueueParams {
                     memory: memory.clone(),
@@ -221,7 +221,8 @@ impl<T: Transport> Driver for VirtioBlk<T> {
                     read_only,
                     hangup: hangup.clone(),
                 },
-            )?);
+            )?;
+            let q = Queue::new(ring, poll);
             if poll {
                 started.poll_queues.push(q);
             } else {
@@ -231,7 +232,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
         Ok(started)
     }
 
-    fn add_queue(&mut self, _poll: bool) -> Result<Box<dyn QueueDriver>> {
+    fn add_queue(&mut self, _poll: bool) -> Result<Queue> {
         // Unreachable: CAN_ADD_QUEUES is false and the instance refuses.
         Err(Error::new(
             libc::ENOTSUP,
