@@ -122,7 +122,7 @@ impl RingQueue {
     }
 
     /// Queues the next SQE of slot `idx`; false when the SQ is full.
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, idx: u32) -> bool {
         let entry = self.reqs.sqe(idx);
         // SAFETY: the buffers and iovecs the SQE points to belong to the
@@ -192,7 +192,7 @@ impl Requests {
     }
 
     /// The SQE for the next step of the request in slot `idx`.
-    #[inline]
+    #[inline(always)]
     fn sqe(&self, idx: u32) -> squeue::Entry {
         let slot = &self.slots[idx as usize];
         let req = &slot.req;
@@ -267,7 +267,7 @@ impl Requests {
     }
 
     /// Handles one CQE; returns the request's completion when it is done.
-    #[inline]
+    #[inline(always)]
     fn complete(&mut self, idx: u32, res: i32) -> Option<Completion> {
         let slot = &mut self.slots[idx as usize];
         let ret = match slot.req.op {
@@ -370,7 +370,7 @@ fn zero_fill_rest(slot: &Slot) {
 }
 
 impl QueueDriver for RingQueue {
-    #[inline]
+    #[inline(always)]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
         if let Some((errno, msg)) = self.reqs.refuse(req) {
             return Enqueue::Failed(errno, msg);
@@ -391,7 +391,7 @@ impl QueueDriver for RingQueue {
     }
 
     /// Walks the completion queue once (one head update for the batch).
-    #[inline]
+    #[inline(always)]
     fn reap(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
         let mut cq = self.ring.completion();
@@ -420,6 +420,7 @@ impl QueueDriver for RingQueue {
         !self.reqs.retry.is_empty() || unsafe { !self.ring.submission_shared().is_empty() }
     }
 
+    #[inline(always)]
     fn submit_and_wait(
         &mut self,
         wait_for: usize,
