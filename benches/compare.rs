@@ -371,8 +371,12 @@ impl LibSetup {
         LibSetup { inst }
     }
 
-    fn lib<'a>(&'a self, index: i32, buf: *mut u8, w: &Workload) -> Lib<'a> {
+    /// Queue `index` driven in `mode`. Event mode turns the completion fd
+    /// on first, as the event-driven protocol of REQUESTS.md §5 says
+    /// (virtio-blk queues start with notifications off; io_uring ignores it).
+    fn lib<'a>(&'a self, index: i32, buf: *mut u8, w: &Workload, mode: Mode) -> Lib<'a> {
         let mut q = self.inst.queue(index).expect("queue");
+        q.set_completion_fd_enabled(mode == Mode::Event);
         let fd = q.completion_fd().expect("completion fd");
         Lib {
             q,
@@ -461,7 +465,7 @@ fn compare_file(cfg: &Config, title: &str, path: &Path) {
     let until = Until::Time(cfg.round);
     for w in &WORKLOADS {
         for mode in MODES {
-            let mut lib = setup.lib(0, region.as_ptr(), w);
+            let mut lib = setup.lib(0, region.as_ptr(), w, mode);
             let mut raw = Raw::new(path, region.as_ptr(), w.bs);
             let (mut a, mut b) = ((0, 0.0), (0, 0.0));
             for _ in 0..cfg.rounds {
@@ -497,7 +501,7 @@ fn multiqueue(cfg: &Config, path: &Path) {
         let until = Until::Time(cfg.round);
         let (mut lib1, mut lib2, mut raw1, mut raw2) = (0.0, 0.0, 0.0, 0.0);
         for _ in 0..cfg.rounds {
-            let mut one = setup.lib(0, base as *mut u8, w);
+            let mut one = setup.lib(0, base as *mut u8, w, Mode::Block);
             let r = round(&mut one, w, Mode::Block, FILE_SIZE, &until);
             lib1 += r.0 as f64 / r.1;
             lib2 += std::thread::scope(|s| {
@@ -507,7 +511,7 @@ fn multiqueue(cfg: &Config, path: &Path) {
                         let until = &until;
                         s.spawn(move || {
                             let buf = (base + i * w.bs * w.qd) as *mut u8;
-                            let mut e = setup.lib(i as i32, buf, w);
+                            let mut e = setup.lib(i as i32, buf, w, Mode::Block);
                             let r = round(&mut e, w, Mode::Block, FILE_SIZE, until);
                             r.0 as f64 / r.1
                         })
@@ -662,7 +666,7 @@ fn callgrind_child(args: &[String]) {
     let until = Until::Count(count);
     let done = if side == "lib" {
         round(
-            &mut setup.lib(0, region.as_ptr(), &w),
+            &mut setup.lib(0, region.as_ptr(), &w, mode),
             &w,
             mode,
             FILE_SIZE,
@@ -709,7 +713,7 @@ fn vhost_user(cfg: &Config) {
         let region = setup.inst.alloc_region(len).expect("alloc region");
         let _mapping = setup.inst.map(&region).expect("map region");
         for mode in MODES {
-            let mut lib = setup.lib(0, region.as_ptr(), w);
+            let mut lib = setup.lib(0, region.as_ptr(), w, mode);
             let mut total = (0, 0.0);
             for _ in 0..cfg.rounds {
                 let r = round(&mut lib, w, mode, size, &Until::Time(cfg.round));

@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use super::error::{Error, Result};
 use super::introspection;
 use super::property::{PropType, Property, PropertyInfo, Value};
-use super::queue::{Queue, QueueDriver};
+use super::queue::Queue;
 use super::region::{self, MemRegion, Regions};
 
 /// Lifecycle state of an instance.
@@ -21,10 +21,11 @@ pub enum State {
     Started,
 }
 
-/// Queues created by [`Driver::start`].
+/// Queues created by [`Driver::start`] (each built with [`Queue::new`]
+/// from the driver's ring type).
 pub struct StartedQueues {
-    pub queues: Vec<Box<dyn QueueDriver>>,
-    pub poll_queues: Vec<Box<dyn QueueDriver>>,
+    pub queues: Vec<Queue>,
+    pub poll_queues: Vec<Queue>,
 }
 
 /// What a driver implements. The instance calls it only in the right state
@@ -48,7 +49,7 @@ pub trait Driver: Send + Sized + 'static {
     fn start(&mut self) -> Result<StartedQueues>;
 
     /// Adds one queue in the started state.
-    fn add_queue(&mut self, poll: bool) -> Result<Box<dyn QueueDriver>>;
+    fn add_queue(&mut self, poll: bool) -> Result<Queue>;
 
     /// Makes a region usable by the device (after the generic checks).
     fn map_mem_region(&mut self, _region: &MemRegion) -> Result<()> {
@@ -211,10 +212,10 @@ impl<D: Driver> Device for Instance<D> {
             State::Connected => {
                 let started = self.driver.start()?;
                 for q in started.queues {
-                    self.queues.insert(Queue::new(q, false));
+                    self.queues.insert(q);
                 }
                 for q in started.poll_queues {
-                    self.poll_queues.insert(Queue::new(q, true));
+                    self.poll_queues.insert(q);
                 }
                 self.state = State::Started;
                 Ok(())
@@ -334,7 +335,7 @@ impl<D: Driver> Device for Instance<D> {
             return Err(Error::not_started());
         }
         let q = self.driver.add_queue(poll)?;
-        Ok(self.slots(poll).insert(Queue::new(q, poll)))
+        Ok(self.slots(poll).insert(q))
     }
 
     fn remove_queue(&mut self, poll: bool, index: i32) -> Result<()> {

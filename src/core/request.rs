@@ -24,6 +24,11 @@ pub struct Completion {
     pub reserved_: [u8; 12],
 }
 
+// SAFETY: `user_data` is an opaque value the library never dereferences
+// and `error_msg` points to a static string; backlogged completions move
+// with their queue.
+unsafe impl Send for Completion {}
+
 impl Completion {
     /// A completion with `ret` (0 or negative errno) and an optional message.
     #[inline]
@@ -100,6 +105,7 @@ pub enum Op {
 
 impl Op {
     /// Flags a request of this type accepts (REQUESTS.md §2).
+    #[inline]
     fn allowed_flags(&self) -> u32 {
         match self {
             Op::Write { .. } | Op::Writev { .. } => REQ_FUA,
@@ -156,6 +162,23 @@ pub struct Request {
 unsafe impl Send for Request {}
 
 impl Request {
+    /// The call-time checks: [`Request::check_flags`], then
+    /// [`Request::check_pointers`]. The common valid case costs a mask test
+    /// and a NULL test; the messages are worked out only on failure.
+    #[inline]
+    pub fn check(&self) -> Result<(), &'static CStr> {
+        if self.flags & !self.op.allowed_flags() == 0 && !self.null_buffer() {
+            Ok(())
+        } else {
+            self.check_failed()
+        }
+    }
+
+    #[cold]
+    fn check_failed(&self) -> Result<(), &'static CStr> {
+        self.check_flags().and_then(|()| self.check_pointers())
+    }
+
     /// The call-time flag check of REQUESTS.md §2: unknown bits first, then
     /// the lowest known flag this request type does not allow.
     pub fn check_flags(&self) -> Result<(), &'static CStr> {
@@ -176,17 +199,22 @@ impl Request {
 
     /// A NULL data pointer where data is expected (upstream would crash).
     pub fn check_pointers(&self) -> Result<(), &'static CStr> {
-        let null = match self.op {
+        if self.null_buffer() {
+            Err(c"buffer must be non-NULL")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A NULL data pointer with a non-zero length.
+    #[inline]
+    fn null_buffer(&self) -> bool {
+        match self.op {
             Op::Read { buf, len } => buf.is_null() && len > 0,
             Op::Write { buf, len } => buf.is_null() && len > 0,
             Op::Readv { iov, iovcnt } | Op::Writev { iov, iovcnt } => iov.is_null() && iovcnt > 0,
             Op::ReportZones { zones, nr_zones } => zones.is_null() && nr_zones > 0,
             _ => false,
-        };
-        if null {
-            Err(c"buffer must be non-NULL")
-        } else {
-            Ok(())
         }
     }
 

@@ -34,7 +34,38 @@ struct GeteventsArg {
 /// kernel polls for completions even when nothing is waited for. The
 /// timeout only applies when the call waits; it needs
 /// `IORING_FEAT_EXT_ARG`, which the queues check when they are created.
+#[inline]
 pub fn submit_and_wait(
+    submitter: &Submitter<'_>,
+    to_submit: u32,
+    wait_for: usize,
+    poll: bool,
+    timeout: Option<Duration>,
+    sig: Option<&libc::sigset_t>,
+) -> Result<()> {
+    if timeout.is_none() && sig.is_none() {
+        // The common case: one plain io_uring_enter.
+        let flags = if wait_for > 0 || poll {
+            IORING_ENTER_GETEVENTS
+        } else {
+            0
+        };
+        let wait_for = u32::try_from(wait_for).unwrap_or(u32::MAX);
+        // SAFETY: no pointer arguments.
+        let res = unsafe { submitter.enter::<libc::sigset_t>(to_submit, wait_for, flags, None) };
+        return res.map(|_| ()).map_err(enter_failed);
+    }
+    submit_and_wait_with(submitter, to_submit, wait_for, poll, timeout, sig)
+}
+
+#[cold]
+fn enter_failed(e: std::io::Error) -> Error {
+    Error::os(e)
+}
+
+/// [`submit_and_wait`] with a timeout or a signal mask.
+#[cold]
+fn submit_and_wait_with(
     submitter: &Submitter<'_>,
     to_submit: u32,
     wait_for: usize,

@@ -345,6 +345,13 @@ impl Queue<'_> {
         let fd = unsafe { c::blkioq_get_completion_fd(self.raw()) };
         (fd >= 0).then_some(fd)
     }
+
+    /// `blkioq_set_completion_fd_enabled`: virtio-blk queues start with
+    /// completion notifications off; event-driven callers turn them on.
+    pub fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        // SAFETY: a live queue.
+        unsafe { c::blkioq_set_completion_fd_enabled(self.raw(), enabled) };
+    }
 }
 
 /// A zeroed completion array of `n` entries.

@@ -459,6 +459,10 @@ impl Worker<'_> {
     fn run(mut self, stop: &AtomicBool, counter: &AtomicU64) -> Result<Histogram, Failure> {
         let mut hist = Histogram::default();
         let mut done = api::completions(self.iodepth);
+        if self.mode == Mode::Event {
+            // virtio-blk queues start with completion notifications off.
+            self.q.set_completion_fd_enabled(true);
+        }
         let fd = match self.mode {
             Mode::Event => Some(
                 self.q

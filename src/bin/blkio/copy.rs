@@ -249,6 +249,8 @@ struct End<'a> {
 
 impl<'a> End<'a> {
     fn new(mut q: Queue<'a>, spec: &DeviceSpec) -> Result<Self, Failure> {
+        // Event driven: virtio-blk queues start with notifications off.
+        q.set_completion_fd_enabled(true);
         let fd = q.completion_fd().ok_or_else(|| {
             Failure::device(format!("{}: queue has no completion fd", spec.describe()))
         })?;

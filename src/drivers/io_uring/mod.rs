@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::core::config::{self, Config, Configured};
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
-use crate::core::queue::QueueDriver;
+use crate::core::queue::Queue;
 use crate::core::{Error, Result};
 
 use file::DeviceFile;
@@ -79,13 +79,10 @@ impl IoUringDriver {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    fn new_queue(&self, poll: bool) -> Result<Box<dyn QueueDriver>> {
+    fn new_queue(&self, poll: bool) -> Result<Queue> {
         let file = self.file.clone().ok_or_else(Error::not_connected)?;
-        Ok(Box::new(RingQueue::new(
-            file,
-            self.num_entries as u32,
-            poll,
-        )?))
+        let ring = RingQueue::new(file, self.num_entries as u32, poll)?;
+        Ok(Queue::new(ring, poll))
     }
 }
 
@@ -146,7 +143,7 @@ impl Driver for IoUringDriver {
         })
     }
 
-    fn add_queue(&mut self, poll: bool) -> Result<Box<dyn QueueDriver>> {
+    fn add_queue(&mut self, poll: bool) -> Result<Queue> {
         if poll && !self.file()?.supports_poll_queues {
             return Err(Error::invalid("Poll queues not supported"));
         }

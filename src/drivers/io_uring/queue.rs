@@ -34,6 +34,8 @@ enum Phase {
     Sync,
 }
 
+/// One request in the ring. Slots are reused in place: `enqueue` writes
+/// only `req`, `done` and `phase`; `rest` is `None` whenever a slot is free.
 struct Slot {
     req: Request,
     /// Bytes already transferred by earlier SQEs of this request.
@@ -49,14 +51,20 @@ unsafe impl Send for Slot {}
 
 pub struct RingQueue {
     ring: IoUring,
+    reqs: Requests,
+    eventfd: Option<OwnedFd>,
+}
+
+/// The requests in the ring: everything but the ring itself, so that the
+/// completion queue can be walked while requests complete.
+struct Requests {
     file: Arc<DeviceFile>,
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Slot>,
     free: Vec<u32>,
     /// Slots whose next SQE could not be queued yet (SQ was full).
     retry: Vec<u32>,
     /// Requests in the ring (busy slots).
     busy: usize,
-    eventfd: Option<OwnedFd>,
     poll: bool,
     fallocate: bool,
 }
@@ -87,21 +95,69 @@ impl RingQueue {
             Some(fd)
         };
         let capacity = ring.params().cq_entries();
+        let idle = || Slot {
+            req: Request {
+                op: Op::Flush,
+                start: 0,
+                user_data: 0,
+                flags: 0,
+            },
+            done: 0,
+            phase: Phase::Main,
+            rest: None,
+        };
         Ok(RingQueue {
             ring,
-            file,
-            slots: (0..capacity).map(|_| None).collect(),
-            free: (0..capacity).rev().collect(),
-            retry: Vec::with_capacity(capacity as usize),
-            busy: 0,
+            reqs: Requests {
+                file,
+                slots: (0..capacity).map(|_| idle()).collect(),
+                free: (0..capacity).rev().collect(),
+                retry: Vec::with_capacity(capacity as usize),
+                busy: 0,
+                poll,
+                fallocate,
+            },
             eventfd,
-            poll,
-            fallocate,
         })
     }
 
-    /// Checks the driver-specific rules of REQUESTS.md §6 and §7.1.
+    /// Queues the next SQE of slot `idx`; false when the SQ is full.
+    #[inline(always)]
+    fn push(&mut self, idx: u32) -> bool {
+        let entry = self.reqs.sqe(idx);
+        // SAFETY: the buffers and iovecs the SQE points to belong to the
+        // application (valid until completion by contract) or to the slot,
+        // which stays busy until the request's final CQE is reaped.
+        unsafe { self.ring.submission().push(&entry).is_ok() }
+    }
+
+    /// Moves follow-up SQEs that did not fit earlier into the SQ.
+    #[cold]
+    fn push_retries(&mut self) {
+        while let Some(&idx) = self.reqs.retry.last() {
+            if !self.push(idx) {
+                break;
+            }
+            self.reqs.retry.pop();
+        }
+    }
+}
+
+impl Requests {
+    /// Checks the driver-specific rules of REQUESTS.md §6 and §7.1. Data
+    /// transfers that fit an SQE pass with two compares.
+    #[inline]
     fn refuse(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
+        match req.op {
+            Op::Read { len, .. } | Op::Write { len, .. } if len <= u32::MAX as usize => None,
+            Op::Readv { .. } | Op::Writev { .. } => None,
+            _ => self.refuse_other(req),
+        }
+    }
+
+    /// [`Requests::refuse`] for everything but the common transfers.
+    #[cold]
+    fn refuse_other(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
         if self.poll && !req.op.is_rw() {
             return Some((
                 libc::ENOTSUP,
@@ -136,8 +192,9 @@ impl RingQueue {
     }
 
     /// The SQE for the next step of the request in slot `idx`.
+    #[inline(always)]
     fn sqe(&self, idx: u32) -> squeue::Entry {
-        let slot = self.slots[idx as usize].as_ref().expect("busy slot");
+        let slot = &self.slots[idx as usize];
         let req = &slot.req;
         let offset = req.start + slot.done;
         let hipri = if self.poll { RWF_HIPRI } else { 0 };
@@ -209,28 +266,10 @@ impl RingQueue {
         }
     }
 
-    /// Queues the next SQE of slot `idx`; false when the SQ is full.
-    fn push(&mut self, idx: u32) -> bool {
-        let entry = self.sqe(idx);
-        // SAFETY: the buffers and iovecs the SQE points to belong to the
-        // application (valid until completion by contract) or to the slot,
-        // which stays busy until the request's final CQE is reaped.
-        unsafe { self.ring.submission().push(&entry).is_ok() }
-    }
-
-    /// Moves follow-up SQEs that did not fit earlier into the SQ.
-    fn push_retries(&mut self) {
-        while let Some(&idx) = self.retry.last() {
-            if !self.push(idx) {
-                break;
-            }
-            self.retry.pop();
-        }
-    }
-
     /// Handles one CQE; returns the request's completion when it is done.
+    #[inline(always)]
     fn complete(&mut self, idx: u32, res: i32) -> Option<Completion> {
-        let slot = self.slots[idx as usize].as_mut().expect("busy slot");
+        let slot = &mut self.slots[idx as usize];
         let ret = match slot.req.op {
             Op::Read { .. } | Op::Write { .. } | Op::Readv { .. } | Op::Writev { .. } => {
                 let expected = slot.req.data_len() - slot.done;
@@ -268,7 +307,9 @@ impl RingQueue {
             _ => res,
         };
         let user_data = slot.req.user_data;
-        self.slots[idx as usize] = None;
+        if slot.rest.is_some() {
+            slot.rest = None;
+        }
         self.free.push(idx);
         self.busy -= 1;
         Some(Completion::new(user_data, ret, None))
@@ -329,65 +370,72 @@ fn zero_fill_rest(slot: &Slot) {
 }
 
 impl QueueDriver for RingQueue {
-    #[inline]
+    #[inline(always)]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
-        if let Some((errno, msg)) = self.refuse(req) {
+        if let Some((errno, msg)) = self.reqs.refuse(req) {
             return Enqueue::Failed(errno, msg);
         }
-        let Some(idx) = self.free.pop() else {
+        let Some(idx) = self.reqs.free.pop() else {
             return Enqueue::Full;
         };
-        self.slots[idx as usize] = Some(Slot {
-            req: *req,
-            done: 0,
-            phase: Phase::Main,
-            rest: None,
-        });
+        let slot = &mut self.reqs.slots[idx as usize];
+        slot.req = *req;
+        slot.done = 0;
+        slot.phase = Phase::Main;
         if !self.push(idx) {
-            self.slots[idx as usize] = None;
-            self.free.push(idx);
+            self.reqs.free.push(idx);
             return Enqueue::Full;
         }
-        self.busy += 1;
+        self.reqs.busy += 1;
         Enqueue::Queued
     }
 
+    /// Walks the completion queue once (one head update for the batch).
+    #[inline(always)]
     fn reap(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
+        let mut cq = self.ring.completion();
         while n < out.len() {
-            let next = self.ring.completion().next();
-            let Some(cqe) = next else { break };
-            if let Some(c) = self.complete(cqe.user_data() as u32, cqe.result()) {
+            let Some(cqe) = cq.next() else { break };
+            if let Some(c) = self.reqs.complete(cqe.user_data() as u32, cqe.result()) {
                 out[n] = c;
                 n += 1;
             }
         }
-        self.push_retries();
+        drop(cq);
+        if !self.reqs.retry.is_empty() {
+            self.push_retries();
+        }
         n
     }
 
+    #[inline]
     fn in_flight(&self) -> usize {
-        self.busy
+        self.reqs.busy
     }
 
+    #[inline]
     fn needs_submit(&self) -> bool {
         // SAFETY: no other SubmissionQueue of this ring is alive here.
-        !self.retry.is_empty() || unsafe { !self.ring.submission_shared().is_empty() }
+        !self.reqs.retry.is_empty() || unsafe { !self.ring.submission_shared().is_empty() }
     }
 
+    #[inline(always)]
     fn submit_and_wait(
         &mut self,
         wait_for: usize,
         timeout: Option<Duration>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<()> {
-        self.push_retries();
+        if !self.reqs.retry.is_empty() {
+            self.push_retries();
+        }
         let to_submit = self.ring.submission().len() as u32;
         uring_wait::submit_and_wait(
             &self.ring.submitter(),
             to_submit,
             wait_for,
-            self.poll,
+            self.reqs.poll,
             timeout,
             sig,
         )
@@ -408,8 +456,8 @@ impl Drop for RingQueue {
     /// that after `blkio_destroy` / `blkio_remove_queue` returns the
     /// application may free its buffers. SQEs never submitted are dropped.
     fn drop(&mut self) {
-        let unsubmitted = self.ring.submission().len() + self.retry.len();
-        let mut in_kernel = self.busy.saturating_sub(unsubmitted);
+        let unsubmitted = self.ring.submission().len() + self.reqs.retry.len();
+        let mut in_kernel = self.reqs.busy.saturating_sub(unsubmitted);
         let deadline = std::time::Instant::now() + DRAIN_LIMIT;
         while in_kernel > 0 {
             in_kernel -= self.ring.completion().count().min(in_kernel);
@@ -421,7 +469,7 @@ impl Drop for RingQueue {
                 &self.ring.submitter(),
                 0,
                 1,
-                self.poll,
+                self.reqs.poll,
                 Some(left),
                 None,
             );
@@ -432,7 +480,7 @@ impl Drop for RingQueue {
         if in_kernel > 0 {
             // The kernel may still read the iovec copies of short
             // transfers: leak them rather than free memory in use.
-            for slot in self.slots.iter_mut().flatten() {
+            for slot in &mut self.reqs.slots {
                 std::mem::forget(slot.rest.take());
             }
         }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::core::config::{self, Config, Configured};
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
-use crate::core::queue::QueueDriver;
+use crate::core::queue::Queue;
 use crate::core::{sys, Error, Result};
 
 use namespace::{Limits, Namespace, ZoneLimits};
@@ -90,13 +90,10 @@ impl NvmeIoUringDriver {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    fn new_queue(&self) -> Result<Box<dyn QueueDriver>> {
+    fn new_queue(&self) -> Result<Queue> {
         let ns = self.ns.clone().ok_or_else(Error::not_connected)?;
-        Ok(Box::new(NvmeQueue::new(
-            ns,
-            self.num_entries as u32,
-            self.config.read_only,
-        )?))
+        let ring = NvmeQueue::new(ns, self.num_entries as u32, self.config.read_only)?;
+        Ok(Queue::new(ring, false))
     }
 }
 
@@ -153,7 +150,7 @@ impl Driver for NvmeIoUringDriver {
         })
     }
 
-    fn add_queue(&mut self, poll: bool) -> Result<Box<dyn QueueDriver>> {
+    fn add_queue(&mut self, poll: bool) -> Result<Queue> {
         if poll {
             return Err(Error::invalid("poll queues not supported"));
         }

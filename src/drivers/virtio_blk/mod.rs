@@ -29,7 +29,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::core::config::{self as common, Config, Configured};
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
-use crate::core::queue::QueueDriver;
+use crate::core::queue::Queue;
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
@@ -231,14 +231,14 @@ impl<T: Transport> Driver for VirtioBlk<T> {
             // Both rings: this queue's ring, inside `memory`, zeroed and
             // aligned to 16 (the block starts page aligned, blocks are
             // multiples of 16); the queue keeps `memory` alive.
-            let q: Box<dyn QueueDriver> = if packed {
+            let q = if packed {
                 // SAFETY: as just said.
                 let vq = unsafe { PackedQueue::new(ring, size) };
-                Box::new(VirtioQueue::<T, _>::new(vq, params)?)
+                Queue::new(VirtioQueue::<T, _>::new(vq, params)?, poll)
             } else {
                 // SAFETY: as just said.
                 let vq = unsafe { SplitQueue::new(ring, size, info.event_idx) };
-                Box::new(VirtioQueue::<T, _>::new(vq, params)?)
+                Queue::new(VirtioQueue::<T, _>::new(vq, params)?, poll)
             };
             if poll {
                 started.poll_queues.push(q);
@@ -249,7 +249,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
         Ok(started)
     }
 
-    fn add_queue(&mut self, _poll: bool) -> Result<Box<dyn QueueDriver>> {
+    fn add_queue(&mut self, _poll: bool) -> Result<Queue> {
         // Unreachable: CAN_ADD_QUEUES is false and the instance refuses.
         Err(Error::new(
             libc::ENOTSUP,
