@@ -2,6 +2,7 @@
 //! registry, memory regions, queues with their backlogs, and requests.
 
 pub mod config;
+pub mod device_fd;
 pub mod error;
 pub mod instance;
 pub mod introspection;
