@@ -82,7 +82,7 @@ impl Driver for IoUringDriver {
         &PROPERTIES
     }
 
-    /// Errors leave the instance as it was (ABI.md §6.3 [Q], [`DeviceFd`]).
+    /// Errors leave the instance as it was (ABI.md §6.3 \[Q\], [`DeviceFd`]).
     fn connect(&mut self) -> Result<()> {
         config::check_path_or_fd(&self.config)?;
         let fd = DeviceFd::new(&self.config, self.open_flags())?;

@@ -88,7 +88,7 @@ impl Driver for NvmeIoUringDriver {
         &PROPERTIES
     }
 
-    /// Errors leave the instance as it was (ABI.md §6.3 [Q], [`DeviceFd`]).
+    /// Errors leave the instance as it was (ABI.md §6.3 \[Q\], [`DeviceFd`]).
     ///
     /// `path` is opened read-only whatever `read-only` says: the kernel
     /// accepts passthrough writes from a privileged process on a read-only
