@@ -430,6 +430,18 @@ fn submit(q: &mut Queue, op: Op, start: u64, user_data: *mut c_void, flags: u32)
     });
 }
 
+/// A zone management request (`all`: every zone, `start` 0).
+fn submit_zone(
+    q: &mut Queue,
+    op: ZoneOp,
+    all: bool,
+    start: u64,
+    user_data: *mut c_void,
+    flags: u32,
+) {
+    submit(q, Op::ZoneMgmt { op, all }, start, user_data, flags);
+}
+
 /// A vectored request; a negative `iovcnt` completes with -EINVAL before
 /// the flags are looked at (REQUESTS.md §1).
 fn submit_vectored(
@@ -603,17 +615,7 @@ pub unsafe extern "C" fn blkioq_close_zone(
     user_data: *mut c_void,
     flags: u32,
 ) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Close,
-            all: false,
-        },
-        offset,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Close, false, offset, user_data, flags);
 }
 
 /// # Safety
@@ -625,17 +627,7 @@ pub unsafe extern "C" fn blkioq_finish_zone(
     user_data: *mut c_void,
     flags: u32,
 ) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Finish,
-            all: false,
-        },
-        offset,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Finish, false, offset, user_data, flags);
 }
 
 /// # Safety
@@ -647,17 +639,7 @@ pub unsafe extern "C" fn blkioq_open_zone(
     user_data: *mut c_void,
     flags: u32,
 ) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Open,
-            all: false,
-        },
-        offset,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Open, false, offset, user_data, flags);
 }
 
 /// # Safety
@@ -669,34 +651,14 @@ pub unsafe extern "C" fn blkioq_reset_zone(
     user_data: *mut c_void,
     flags: u32,
 ) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Reset,
-            all: false,
-        },
-        offset,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Reset, false, offset, user_data, flags);
 }
 
 /// # Safety
 /// `q` is NULL or a live queue handle.
 #[no_mangle]
 pub unsafe extern "C" fn blkioq_close_all_zones(q: *mut Queue, user_data: *mut c_void, flags: u32) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Close,
-            all: true,
-        },
-        0,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Close, true, 0, user_data, flags);
 }
 
 /// # Safety
@@ -707,51 +669,21 @@ pub unsafe extern "C" fn blkioq_finish_all_zones(
     user_data: *mut c_void,
     flags: u32,
 ) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Finish,
-            all: true,
-        },
-        0,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Finish, true, 0, user_data, flags);
 }
 
 /// # Safety
 /// `q` is NULL or a live queue handle.
 #[no_mangle]
 pub unsafe extern "C" fn blkioq_open_all_zones(q: *mut Queue, user_data: *mut c_void, flags: u32) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Open,
-            all: true,
-        },
-        0,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Open, true, 0, user_data, flags);
 }
 
 /// # Safety
 /// `q` is NULL or a live queue handle.
 #[no_mangle]
 pub unsafe extern "C" fn blkioq_reset_all_zones(q: *mut Queue, user_data: *mut c_void, flags: u32) {
-    let q = queue!(q);
-    submit(
-        q,
-        Op::ZoneMgmt {
-            op: ZoneOp::Reset,
-            all: true,
-        },
-        0,
-        user_data,
-        flags,
-    );
+    submit_zone(queue!(q), ZoneOp::Reset, true, 0, user_data, flags);
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! `num-poll-queues`) and the property getters/setters for them, so each
 //! driver's table can point at one shared implementation.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::error::Result;
 use super::property::{check, Value};
@@ -26,6 +26,16 @@ impl Default for Config {
             read_only: false,
             num_queues: 1,
             num_poll_queues: 0,
+        }
+    }
+}
+
+impl Config {
+    /// After a successful connect from `path`, the `fd` property reports
+    /// the library's descriptor (io_uring and nvme-io_uring, ABI.md §6.3).
+    pub fn report_fd(&mut self, fd: &impl AsRawFd) {
+        if !self.path.is_empty() {
+            self.fd = fd.as_raw_fd();
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Driver-independent parts: the instance state machine, the property
-//! registry, memory regions, queues with their backlogs, and requests.
+//! registry, the common settings and the device descriptor of connect,
+//! memory regions, queues with their backlogs, requests, property
+//! introspection, and small system-call helpers.
 
 pub mod config;
+pub mod device_fd;
 pub mod error;
 pub mod instance;
 pub mod introspection;

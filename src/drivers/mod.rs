@@ -1,6 +1,14 @@
 //! The drivers. Each one implements [`crate::core::instance::Driver`] (the
-//! device side: connect, start, properties, memory regions) and
-//! [`crate::core::queue::QueueDriver`] (one ring or virtqueue).
+//! device side: connect, start, properties, memory regions) and, for its
+//! queues, [`crate::core::queue::QueueDriver`] (one io_uring ring or one
+//! virtqueue), which [`crate::core::queue::Queue::new`] wraps together
+//! with the backlogs every driver shares (statically dispatched within
+//! the queue).
+//!
+//! * [`io_uring`] — regular files and block devices;
+//! * [`nvme_io_uring`] — NVMe namespaces through io_uring passthrough;
+//! * [`virtio_blk`] — virtio-blk over vhost-user, vhost-vdpa and VFIO;
+//! * `uring_wait` — the `io_uring_enter` wait both io_uring drivers use.
 
 pub mod io_uring;
 pub mod nvme_io_uring;

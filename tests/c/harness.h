@@ -10,7 +10,7 @@
  * Helpers: scratch files in $BLKIO_TEST_DIR (default /tmp) and
  * $BLKIO_TEST_TMPFS (only if set), offset-based data patterns, and
  * h_open(), which creates, configures, connects and starts an io_uring
- * instance.
+ * instance (h_driver_instance() for any driver).
  *
  * Header-only; include it once per program, after defining _GNU_SOURCE.
  */
@@ -134,6 +134,32 @@ H_FN bool h_check_err(int got, int want, const char *want_msg, int line,
 
 /* CHECK_OK(ret, fmt, ...): an int-returning API call succeeded (ret == 0). */
 #define CHECK_OK(ret, ...) h_check_err((ret), 0, NULL, __LINE__, __VA_ARGS__)
+
+/* CHECK_REQ(ret, msg, want_ret, want_msg, ...): a completion's ret and
+ * error_msg (want_msg NULL: the message must be NULL; "*": any). `ret` is
+ * evaluated first, so it may be the call that sets `msg`. */
+static int h_req_ret __attribute__((unused));
+#define CHECK_REQ(ret, msg, want_ret, want_msg, ...)                           \
+    (h_req_ret = (ret),                                                        \
+     h_check_req(h_req_ret, (msg), (want_ret), (want_msg), __LINE__, __VA_ARGS__))
+H_FN bool h_check_req(int got, const char *msg, int want, const char *want_msg, int line,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+H_FN bool h_check_req(int got, const char *msg, int want, const char *want_msg, int line,
+                      const char *fmt, ...)
+{
+    bool msg_ok = want_msg == NULL ? msg == NULL
+                  : strcmp(want_msg, "*") == 0 ? true
+                  : msg && strcmp(msg, want_msg) == 0;
+    bool ok = got == want && msg_ok;
+    char details[700];
+    va_list ap;
+    snprintf(details, sizeof(details), "got %d \"%.250s\", expected %d \"%.250s\" (line %d)",
+             got, msg ? msg : "(null)", want, want_msg ? want_msg : "(null)", line);
+    va_start(ap, fmt);
+    h_vreport(ok, details, fmt, ap);
+    va_end(ap);
+    return ok;
+}
 
 H_FN void h_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 H_FN void h_skip(const char *fmt, ...)
@@ -302,19 +328,21 @@ H_FN bool h_write_file(const char *path, uint64_t off, size_t len, uint32_t seed
 /* ------------------------------------------------------------------------
  * Instances */
 
-/* Creates an io_uring instance and sets "path" plus the comma-separated
- * "name=value" options (each with blkio_set_str, before connect for
- * path/fd/read-only/direct, between connect and start for the rest).
+/* Creates a `driver` instance and sets "path" (if not NULL) plus the
+ * comma-separated "name=value" options (each with blkio_set_str, before
+ * connect for path/fd/read-only/direct, between connect and start for the
+ * rest).
  * With `start` false the instance is only connected. Reports a failed
  * check and returns NULL on any error. */
-H_FN struct blkio *h_instance(const char *path, const char *options, bool start)
+H_FN struct blkio *h_driver_instance(const char *driver, const char *path, const char *options,
+                                     bool start)
 {
     static const char *const early[] = {"path", "fd", "read-only", "direct"};
     struct blkio *b = NULL;
     char opts[512];
-    int ret = blkio_create("io_uring", &b);
+    int ret = blkio_create(driver, &b);
     if (ret < 0) {
-        h_report(false, blkio_get_error_msg(), "create io_uring instance");
+        h_report(false, blkio_get_error_msg(), "create %s instance", driver);
         return NULL;
     }
     if (path && (ret = blkio_set_str(b, "path", path)) < 0)
@@ -347,12 +375,18 @@ fail:
     {
         char details[400];
         snprintf(details, sizeof(details), "%d %s", ret, blkio_get_error_msg());
-        h_report(false, details, "set up io_uring on %s with \"%s\"",
+        h_report(false, details, "set up %s on %s with \"%s\"", driver,
                  path ? path : "(fd)", options ? options : "");
     }
 fail_quiet:
     blkio_destroy(&b);
     return NULL;
+}
+
+/* An io_uring instance (see h_driver_instance). */
+H_FN struct blkio *h_instance(const char *path, const char *options, bool start)
+{
+    return h_driver_instance("io_uring", path, options, start);
 }
 
 /* A started instance (see h_instance). */

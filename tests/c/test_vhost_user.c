@@ -229,25 +229,13 @@ static int wait_n(struct blkioq *q, struct blkio_completion *c, int n)
     return got;
 }
 
-/* One completion's result and message check. */
-static void check_completion(const struct blkio_completion *c, int ret,
-                             const char *msg, const char *what)
-{
-    bool ok = c->ret == ret && (msg ? c->error_msg && strcmp(c->error_msg, msg) == 0
-                                    : c->error_msg == NULL);
-    char details[400];
-    snprintf(details, sizeof(details), "got %d \"%s\", expected %d \"%s\"", c->ret,
-             c->error_msg ? c->error_msg : "(null)", ret, msg ? msg : "(null)");
-    h_report(ok, details, "%s", what);
-}
-
 /* Submits one request through `submit` and checks its completion. */
-#define EXPECT(q, ret, msg, what, ...)                                         \
+#define EXPECT(q, want_ret, want_msg, what, ...)                               \
     do {                                                                       \
         struct blkio_completion c_;                                            \
         __VA_ARGS__;                                                           \
         if (wait_n((q), &c_, 1) == 1)                                          \
-            check_completion(&c_, (ret), (msg), (what));                       \
+            CHECK_REQ(c_.ret, c_.error_msg, (want_ret), (want_msg), "%s", (what)); \
     } while (0)
 
 static double now(void)
@@ -631,9 +619,9 @@ static void test_errors(void)
         CHECK_INT(n, 2, "too many segments: both requests complete");
         if (n == 2) {
             int bad = c[0].user_data == (void *)1 ? 0 : 1;
-            check_completion(&c[bad], -EINVAL,
-                             "request needs more descriptors than queue-size allows",
-                             "readv with more segments than the queue has descriptors");
+            CHECK_REQ(c[bad].ret, c[bad].error_msg, -EINVAL,
+                      "request needs more descriptors than queue-size allows",
+                      "readv with more segments than the queue has descriptors");
             CHECK_INT(c[1 - bad].ret, 0, "the read after it succeeds");
         }
         EXPECT(q, 0, NULL, "readv of 2 segments fits a queue of 4",

@@ -17,8 +17,8 @@ static long long lbs;
 
 static void properties(void)
 {
-    struct blkio *b = vm_instance("io_uring", dev, "direct=true", false);
-    struct blkio *buffered = vm_instance("io_uring", dev, NULL, false);
+    struct blkio *b = h_driver_instance("io_uring", dev, "direct=true", false);
+    struct blkio *buffered = h_driver_instance("io_uring", dev, NULL, false);
     long long pbs = vm_sysfs(dev, "queue/physical_block_size");
     long long gran = vm_sysfs(dev, "queue/discard_granularity");
     long long fua = vm_sysfs(dev, "queue/fua");
@@ -66,7 +66,7 @@ out:
 
 static void data_path(void)
 {
-    struct blkio *b = vm_instance("io_uring", dev, "direct=true", true);
+    struct blkio *b = h_driver_instance("io_uring", dev, "direct=true", true);
     const size_t len = 65536;
     uint8_t *buf = vm_alloc(len + 4096), *rd = vm_alloc(len + 4096);
     uint64_t cap;
@@ -154,7 +154,7 @@ out:
 
 static void read_only(void)
 {
-    struct blkio *b = vm_instance("io_uring", dev, "direct=true,read-only=true", true);
+    struct blkio *b = h_driver_instance("io_uring", dev, "direct=true,read-only=true", true);
     uint8_t *buf = vm_alloc(4096);
     const char *msg;
     if (!b)
@@ -177,7 +177,7 @@ out:
 static void poll_queues(void)
 {
     long long io_poll = vm_sysfs(dev, "queue/io_poll");
-    struct blkio *b = vm_instance("io_uring", dev, "direct=true", false);
+    struct blkio *b = h_driver_instance("io_uring", dev, "direct=true", false);
     uint8_t *buf = vm_alloc(8192), *rd = vm_alloc(8192);
     const char *msg;
     if (!b)

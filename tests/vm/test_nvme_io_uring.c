@@ -361,7 +361,7 @@ static void checks_and_errors(struct blkio *b)
 
 static void read_only(void)
 {
-    struct blkio *b = vm_instance("nvme-io_uring", ng, "read-only=true", true);
+    struct blkio *b = h_driver_instance("nvme-io_uring", ng, "read-only=true", true);
     uint8_t *buf = vm_alloc(4096);
     const char *msg, *ro = "driver is in read-only mode";
     if (!b)
@@ -394,7 +394,7 @@ static void read_only(void)
 /* 64 reads on a ring of 4 entries: the request backlog takes the rest. */
 static void small_ring(void)
 {
-    struct blkio *b = vm_instance("nvme-io_uring", ng, "num-entries=4", true);
+    struct blkio *b = h_driver_instance("nvme-io_uring", ng, "num-entries=4", true);
     struct blkio_completion c[64];
     uint8_t *buf = vm_alloc(64 * 512);
     bool seen[64] = {false};
@@ -427,7 +427,7 @@ static void small_ring(void)
  * "until ... nothing is left to submit"). */
 static void event_driven_backlog(void)
 {
-    struct blkio *b = vm_instance("nvme-io_uring", ng, "num-entries=1", true);
+    struct blkio *b = h_driver_instance("nvme-io_uring", ng, "num-entries=1", true);
     struct blkio_completion c[3];
     uint8_t *buf = vm_alloc(3 * 4096);
     uint64_t cnt;
@@ -465,7 +465,7 @@ static void event_driven_backlog(void)
 /* Destroy with writes in flight returns. */
 static void destroy_in_flight(void)
 {
-    struct blkio *b = vm_instance("nvme-io_uring", ng, NULL, true);
+    struct blkio *b = h_driver_instance("nvme-io_uring", ng, NULL, true);
     uint8_t *buf = vm_alloc(65536);
     if (!b)
         return;
@@ -486,7 +486,7 @@ int main(void)
         return h_done();
     created_state();
     connect_errors();
-    b = vm_instance("nvme-io_uring", ng, NULL, false);
+    b = h_driver_instance("nvme-io_uring", ng, NULL, false);
     if (!b)
         return h_done();
     properties(b);

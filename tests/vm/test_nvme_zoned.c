@@ -199,7 +199,7 @@ static void management(struct blkio *b)
 
 static void read_only(void)
 {
-    struct blkio *b = vm_instance("nvme-io_uring", ng, "read-only=true", true);
+    struct blkio *b = h_driver_instance("nvme-io_uring", ng, "read-only=true", true);
     struct blkio_zone z[2];
     const char *msg, *ro = "driver is in read-only mode";
     if (!b)
@@ -221,7 +221,7 @@ int main(void)
     struct blkio *b;
     if (!(ng = vm_env("VMTEST_ZNS_NG")) || !(blk = vm_env("VMTEST_ZNS_BLK")))
         return h_done();
-    b = vm_instance("nvme-io_uring", ng, NULL, false);
+    b = h_driver_instance("nvme-io_uring", ng, NULL, false);
     if (!b)
         return h_done();
     properties(b);

@@ -39,7 +39,7 @@ static int msix_vectors(void)
 
 static void properties(void)
 {
-    struct blkio *b = vm_instance(DRIVER, path, NULL, false);
+    struct blkio *b = h_driver_instance(DRIVER, path, NULL, false);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int vectors = msix_vectors();
     if (!b)
@@ -78,7 +78,7 @@ static void properties(void)
               "start with queue-size 1024");
     blkio_destroy(&b);
 
-    b = vm_instance(DRIVER, path, "num-queues=1,num-poll-queues=1", true);
+    b = h_driver_instance(DRIVER, path, "num-queues=1,num-poll-queues=1", true);
     if (b) {
         CHECK(blkio_get_queue(b, 0) && blkio_get_poll_queue(b, 0), "1 queue + 1 poll queue");
         CHECK_INT(vm_get_u64(b, "capacity"), 268435456, "started: capacity");
@@ -113,7 +113,7 @@ static void connect_errors(void)
     CHECK_ERR(blkio_connect(b), -EINVAL, "One of path and fd must be set", "connect without path");
     blkio_destroy(&b);
 
-    first = vm_instance(DRIVER, path, NULL, false);
+    first = h_driver_instance(DRIVER, path, NULL, false);
     blkio_create(DRIVER, &b);
     blkio_set_str(b, "path", path);
     CHECK_ERR(blkio_connect(b), -EBUSY, "Device or resource busy (os error 16)",
@@ -122,7 +122,7 @@ static void connect_errors(void)
     CHECK_OK(blkio_connect(b), "the same instance connects once the device is free");
     blkio_destroy(&b);
     for (int i = 0; i < 3; i++) {
-        b = vm_instance(DRIVER, path, NULL, true);
+        b = h_driver_instance(DRIVER, path, NULL, true);
         CHECK(b != NULL, "create, connect, start, destroy again (%d)", i);
         blkio_destroy(&b);
     }
@@ -131,7 +131,7 @@ static void connect_errors(void)
 /* needs-mem-region-fd false: private memory works; overlaps are refused. */
 static void regions(void)
 {
-    struct blkio *b = vm_instance(DRIVER, path, NULL, true);
+    struct blkio *b = h_driver_instance(DRIVER, path, NULL, true);
     uint8_t *p = vm_alloc(16384);
     struct blkio_mem_region r = {.addr = p, .len = 16384, .fd = -1}, sub = r;
     const char *msg;

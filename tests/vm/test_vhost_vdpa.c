@@ -63,7 +63,7 @@ static bool has(int bit)
 
 static void properties(void)
 {
-    struct blkio *b = vm_instance(DRIVER, dev, NULL, false);
+    struct blkio *b = h_driver_instance(DRIVER, dev, NULL, false);
     uint64_t cap;
     if (!b)
         return;
@@ -124,7 +124,7 @@ static void properties(void)
     CHECK_ERR(blkio_start(b), -EINVAL, want, "start with queue-size above the device's maximum");
     blkio_destroy(&b);
 
-    b = vm_instance(DRIVER, dev, NULL, true);
+    b = h_driver_instance(DRIVER, dev, NULL, true);
     if (b) {
         CHECK_INT(vm_get_u64(b, "capacity"), cap * 512, "started: capacity");
         CHECK_INT(vm_get_u64(b, "mem-region-alignment"), 4096, "started: mem-region-alignment");
@@ -147,7 +147,7 @@ static void connect_errors(void)
     }
 
     /* The kernel allows one opener: a second instance fails. */
-    first = vm_instance(DRIVER, dev, NULL, false);
+    first = h_driver_instance(DRIVER, dev, NULL, false);
     blkio_create(DRIVER, &b);
     blkio_set_str(b, "path", dev);
     CHECK_ERR(blkio_connect(b), -EIO, "Failed to connect to vDPA device path",
@@ -191,7 +191,7 @@ static void connect_errors(void)
 /* A region with fd -1 maps (upstream does not check), like upstream. */
 static void private_memory(void)
 {
-    struct blkio *b = vm_instance(DRIVER, dev, NULL, true);
+    struct blkio *b = h_driver_instance(DRIVER, dev, NULL, true);
     void *p = vm_alloc(8192);
     struct blkio_mem_region r = {.addr = p, .len = 8192, .fd = -1};
     struct blkio_mem_region again;

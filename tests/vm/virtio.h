@@ -63,7 +63,7 @@ H_FN void vt_data(const struct vt_dev *d)
     struct blkio_completion c[4];
     struct timespec zero = {0, 0};
     snprintf(opts, sizeof(opts), "num-queues=%d", d->queues);
-    b = vm_instance(d->driver, d->path, opts, true);
+    b = h_driver_instance(d->driver, d->path, opts, true);
     if (!b || !vt_region(b, 1 << 20, &r)) {
         blkio_destroy(&b);
         return;
@@ -170,7 +170,7 @@ H_FN void vt_data(const struct vt_dev *d)
     blkio_destroy(&b);
 
     /* The data is on the device: a new instance reads it back. */
-    b = vm_instance(d->driver, d->path, NULL, true);
+    b = h_driver_instance(d->driver, d->path, NULL, true);
     if (b && vt_region(b, 65536, &r)) {
         vt_check_data(blkio_get_queue(b, 0), r.addr, 1048576, 65536, 40, false,
                       "new instance reads what the first wrote");
@@ -184,7 +184,7 @@ H_FN void vt_data(const struct vt_dev *d)
  * request backlog), and a request with more segments than fit fails. */
 H_FN void vt_small_queue(const struct vt_dev *d)
 {
-    struct blkio *b = vm_instance(d->driver, d->path, "queue-size=4", true);
+    struct blkio *b = h_driver_instance(d->driver, d->path, "queue-size=4", true);
     struct blkio_mem_region r;
     struct blkio_completion c[64];
     const char *msg;
@@ -225,7 +225,7 @@ H_FN void vt_small_queue(const struct vt_dev *d)
 /* Completion fd of a regular queue, and a poll queue. */
 H_FN void vt_event_and_poll(const struct vt_dev *d)
 {
-    struct blkio *b = vm_instance(d->driver, d->path, NULL, true);
+    struct blkio *b = h_driver_instance(d->driver, d->path, NULL, true);
     struct blkio_mem_region r;
     struct blkio_completion c;
     const char *msg;
@@ -252,7 +252,7 @@ H_FN void vt_event_and_poll(const struct vt_dev *d)
     blkio_free_mem_region(b, &r);
     blkio_destroy(&b);
 
-    b = vm_instance(d->driver, d->path, "num-queues=0,num-poll-queues=1", true);
+    b = h_driver_instance(d->driver, d->path, "num-queues=0,num-poll-queues=1", true);
     if (!b || !vt_region(b, 65536, &r)) {
         blkio_destroy(&b);
         return;
@@ -276,7 +276,7 @@ H_FN void vt_event_and_poll(const struct vt_dev *d)
 /* A read-only instance refuses modifying requests and still reads. */
 H_FN void vt_read_only(const struct vt_dev *d)
 {
-    struct blkio *b = vm_instance(d->driver, d->path, "read-only=true", true);
+    struct blkio *b = h_driver_instance(d->driver, d->path, "read-only=true", true);
     struct blkio_mem_region r;
     const char *msg;
     if (!b || !vt_region(b, 65536, &r)) {

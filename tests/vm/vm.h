@@ -2,9 +2,9 @@
 /*
  * Helpers for the tests that run inside the vmtest guest (tests/vm/run.sh):
  * device paths from the VMTEST_* environment, sysfs attributes of block
- * devices, instances of any driver, aligned buffers, independent O_DIRECT
- * access to block devices, and waiting with a timeout so that a broken
- * driver fails a check instead of hanging the guest.
+ * devices, aligned buffers, independent O_DIRECT access to block devices,
+ * and waiting with a timeout so that a broken driver fails a check instead
+ * of hanging the guest. Instances come from h_driver_instance().
  *
  * Include after tests/c/harness.h.
  */
@@ -59,60 +59,6 @@ H_FN long long vm_sysfs(const char *dev, const char *attr)
     return vm_sysfs_str(dev, attr, buf, sizeof(buf)) ? strtoll(buf, NULL, 10) : -1;
 }
 
-/* Creates a `driver` instance with "path" (if not NULL) and the
- * comma-separated name=value options (path/fd/read-only/direct before
- * connect, the others between connect and start). With `start` false the
- * instance is only connected. Reports a failed check and returns NULL on
- * any error. */
-H_FN struct blkio *vm_instance(const char *driver, const char *path, const char *options,
-                               bool start)
-{
-    static const char *const early[] = {"path", "fd", "read-only", "direct"};
-    struct blkio *b = NULL;
-    char opts[512];
-    int ret = blkio_create(driver, &b);
-    if (ret < 0) {
-        h_report(false, blkio_get_error_msg(), "create %s instance", driver);
-        return NULL;
-    }
-    if (path && (ret = blkio_set_str(b, "path", path)) < 0)
-        goto fail;
-    for (int pass = 0; pass < 2; pass++) {
-        char *save = NULL;
-        snprintf(opts, sizeof(opts), "%s", options ? options : "");
-        for (char *kv = strtok_r(opts, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(kv, '=');
-            bool is_early = false;
-            if (!eq) {
-                h_report(false, kv, "option syntax is name=value");
-                goto fail_quiet;
-            }
-            *eq = '\0';
-            for (size_t i = 0; i < sizeof(early) / sizeof(early[0]); i++)
-                is_early |= strcmp(kv, early[i]) == 0;
-            if (is_early != (pass == 0))
-                continue;
-            if ((ret = blkio_set_str(b, kv, eq + 1)) < 0)
-                goto fail;
-        }
-        if (pass == 0 && (ret = blkio_connect(b)) < 0)
-            goto fail;
-    }
-    if (start && (ret = blkio_start(b)) < 0)
-        goto fail;
-    return b;
-fail:
-    {
-        char details[400];
-        snprintf(details, sizeof(details), "%d %s", ret, blkio_get_error_msg());
-        h_report(false, details, "set up %s on %s with \"%s\"", driver,
-                 path ? path : "(fd)", options ? options : "");
-    }
-fail_quiet:
-    blkio_destroy(&b);
-    return NULL;
-}
-
 /* A zeroed buffer aligned to 4096 bytes (freed by the caller). */
 H_FN void *vm_alloc(size_t len)
 {
@@ -149,32 +95,6 @@ H_FN int vm_wait1(struct blkioq *q, const char **msg)
     if (msg)
         *msg = r < 0 ? blkio_get_error_msg() : c.error_msg;
     return r < 0 ? r : c.ret;
-}
-
-/* CHECK_REQ(ret, msg, want_ret, want_msg, ...): a completion's ret and
- * error_msg (want_msg NULL: the message must be NULL; "*": any). `ret` is
- * evaluated first, so it may be the call that sets `msg`. */
-static int vm_req_ret __attribute__((unused));
-#define CHECK_REQ(ret, msg, want_ret, want_msg, ...)                           \
-    (vm_req_ret = (ret),                                                       \
-     vm_check_req(vm_req_ret, (msg), (want_ret), (want_msg), __LINE__, __VA_ARGS__))
-H_FN bool vm_check_req(int got, const char *msg, int want, const char *want_msg, int line,
-                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-H_FN bool vm_check_req(int got, const char *msg, int want, const char *want_msg, int line,
-                       const char *fmt, ...)
-{
-    bool msg_ok = want_msg == NULL ? msg == NULL
-                  : strcmp(want_msg, "*") == 0 ? true
-                  : msg && strcmp(msg, want_msg) == 0;
-    bool ok = got == want && msg_ok;
-    char details[700];
-    va_list ap;
-    snprintf(details, sizeof(details), "got %d \"%.250s\", expected %d \"%.250s\" (line %d)",
-             got, msg ? msg : "(null)", want, want_msg ? want_msg : "(null)", line);
-    va_start(ap, fmt);
-    h_vreport(ok, details, fmt, ap);
-    va_end(ap);
-    return ok;
 }
 
 /* Independent access to a block device with O_DIRECT (buffers from

@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use crate::core::device_fd::DeviceFd;
 use crate::core::sys::{self, SysfsBlock};
 use crate::core::{Error, Result};
 
@@ -35,12 +36,10 @@ pub struct DeviceFile {
 }
 
 impl DeviceFile {
-    /// Inspects `fd` (which the caller keeps owning if this fails).
-    pub fn probe(fd: OwnedFd) -> std::result::Result<Self, (OwnedFd, Error)> {
-        match Self::inspect(fd.as_raw_fd()) {
-            Ok(info) => Ok(info.into_file(fd)),
-            Err(e) => Err((fd, e)),
-        }
+    /// Inspects `fd`; it becomes the file's only if that succeeds.
+    pub fn probe(fd: DeviceFd) -> Result<Self> {
+        let info = Self::inspect(fd.as_raw_fd())?;
+        Ok(info.into_file(fd.keep()))
     }
 
     fn inspect(fd: RawFd) -> Result<Probe> {

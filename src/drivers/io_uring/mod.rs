@@ -4,11 +4,10 @@
 mod file;
 mod queue;
 
-use std::ffi::CString;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::core::config::{self, Config, Configured};
+use crate::core::device_fd::DeviceFd;
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
 use crate::core::queue::Queue;
@@ -55,28 +54,18 @@ impl IoUringDriver {
         self.file().map(f)
     }
 
-    fn open_path(&self) -> Result<OwnedFd> {
-        let path = CString::new(self.config.path.as_bytes())
-            .map_err(|_| Error::invalid("path must not contain NUL bytes"))?;
-        let mut flags = libc::O_CLOEXEC;
-        flags |= if self.config.read_only {
+    /// The flags `path` is opened with. A directory opened read-write
+    /// fails with -EISDIR, as with upstream 1.5.0 (tests/qemu compares
+    /// against its binary); read-only it opens and fails the file-type
+    /// check (-EINVAL).
+    fn open_flags(&self) -> libc::c_int {
+        let access = if self.config.read_only {
             libc::O_RDONLY
         } else {
             libc::O_RDWR
         };
-        if self.direct {
-            flags |= libc::O_DIRECT;
-        }
-        // SAFETY: `path` is NUL-terminated; the result is checked.
-        let fd = unsafe { libc::open(path.as_ptr(), flags) };
-        if fd < 0 {
-            // A directory opened read-write fails here with -EISDIR, as
-            // with upstream 1.5.0 (tests/qemu compares against its binary);
-            // read-only it opens and fails the file-type check (-EINVAL).
-            return Err(Error::last_os_error());
-        }
-        // SAFETY: a new descriptor owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        let direct = if self.direct { libc::O_DIRECT } else { 0 };
+        access | direct | libc::O_CLOEXEC
     }
 
     fn new_queue(&self, poll: bool) -> Result<Queue> {
@@ -93,33 +82,12 @@ impl Driver for IoUringDriver {
         &PROPERTIES
     }
 
+    /// Errors leave the instance as it was (ABI.md §6.3 \[Q\], [`DeviceFd`]).
     fn connect(&mut self) -> Result<()> {
         config::check_path_or_fd(&self.config)?;
-        let from_path = !self.config.path.is_empty();
-        let fd = if from_path {
-            self.open_path()?
-        } else {
-            if self.config.fd < 0 {
-                return Err(Error::from_errno(libc::EBADF));
-            }
-            // SAFETY: the application handed us this descriptor; on failure
-            // it is given back below (ownership passes only on success).
-            unsafe { OwnedFd::from_raw_fd(self.config.fd) }
-        };
-        let file = match DeviceFile::probe(fd) {
-            Ok(file) => file,
-            Err((fd, e)) => {
-                if !from_path {
-                    // Not ours to close: the caller keeps its descriptor.
-                    let _ = fd.into_raw_fd();
-                }
-                return Err(e);
-            }
-        };
-        if from_path {
-            use std::os::fd::AsRawFd;
-            self.config.fd = file.fd.as_raw_fd();
-        }
+        let fd = DeviceFd::new(&self.config, self.open_flags())?;
+        let file = DeviceFile::probe(fd)?;
+        self.config.report_fd(&file.fd);
         self.direct = file.direct;
         self.config.read_only = file.read_only;
         self.file = Some(Arc::new(file));

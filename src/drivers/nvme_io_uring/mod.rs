@@ -16,11 +16,10 @@ mod queue;
 mod status;
 mod zones;
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::core::config::{self, Config, Configured};
+use crate::core::device_fd::DeviceFd;
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
 use crate::core::queue::Queue;
@@ -75,21 +74,6 @@ impl NvmeIoUringDriver {
         Ok(zoned.map_or(default, f))
     }
 
-    /// Opens `path` read-only whatever `read-only` says: the kernel accepts
-    /// passthrough writes from a privileged process on a read-only
-    /// descriptor, and the library enforces `read-only` itself (upstream).
-    fn open_path(&self) -> Result<OwnedFd> {
-        let path = CString::new(self.config.path.as_bytes())
-            .map_err(|_| Error::invalid("path must not contain NUL bytes"))?;
-        // SAFETY: `path` is NUL-terminated; the result is checked.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::last_os_error());
-        }
-        // SAFETY: a new descriptor owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
     fn new_queue(&self) -> Result<Queue> {
         let ns = self.ns.clone().ok_or_else(Error::not_connected)?;
         let ring = NvmeQueue::new(ns, self.num_entries as u32, self.config.read_only)?;
@@ -104,34 +88,16 @@ impl Driver for NvmeIoUringDriver {
         &PROPERTIES
     }
 
-    /// Errors leave the instance as it was: a descriptor opened from `path`
-    /// is closed and `fd` stays -1; the caller's `fd` is not closed
-    /// (ABI.md §6.3 [Q] recommendations).
+    /// Errors leave the instance as it was (ABI.md §6.3 \[Q\], [`DeviceFd`]).
+    ///
+    /// `path` is opened read-only whatever `read-only` says: the kernel
+    /// accepts passthrough writes from a privileged process on a read-only
+    /// descriptor, and the library enforces `read-only` itself (upstream).
     fn connect(&mut self) -> Result<()> {
         config::check_path_or_fd(&self.config)?;
-        let from_path = !self.config.path.is_empty();
-        let fd = if from_path {
-            self.open_path()?
-        } else {
-            if self.config.fd < 0 {
-                return Err(Error::from_errno(libc::EBADF));
-            }
-            // SAFETY: the application handed us this descriptor; on
-            // failure it is given back below.
-            unsafe { OwnedFd::from_raw_fd(self.config.fd) }
-        };
-        let ns = match Namespace::probe(fd) {
-            Ok(ns) => ns,
-            Err((fd, e)) => {
-                if !from_path {
-                    let _ = fd.into_raw_fd();
-                }
-                return Err(e);
-            }
-        };
-        if from_path {
-            self.config.fd = ns.fd.as_raw_fd();
-        }
+        let fd = DeviceFd::new(&self.config, libc::O_RDONLY | libc::O_CLOEXEC)?;
+        let ns = Namespace::probe(fd)?;
+        self.config.report_fd(&ns.fd);
         self.ns = Some(Arc::new(ns));
         Ok(())
     }

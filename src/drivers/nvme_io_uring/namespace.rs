@@ -3,11 +3,12 @@
 //! connect.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use super::command;
 use super::identify::{self, Facts};
+use crate::core::device_fd::DeviceFd;
 use crate::core::{sys, Error, Result};
 
 /// A namespace character device ready for I/O.
@@ -43,22 +44,19 @@ pub struct ZoneLimits {
 }
 
 impl Namespace {
-    /// Identifies the namespace behind `fd`. On failure the caller gets
-    /// the descriptor back (ownership passes only on success).
-    pub fn probe(fd: OwnedFd) -> std::result::Result<Self, (OwnedFd, Error)> {
-        match Self::inspect(&fd) {
-            Ok((nsid, lba_shift, limits)) => Ok(Namespace {
-                fd,
-                nsid,
-                lba_shift,
-                limits,
-            }),
-            Err(e) => Err((fd, e)),
-        }
+    /// Identifies the namespace behind `fd`; it becomes the namespace's
+    /// only if that succeeds.
+    pub fn probe(fd: DeviceFd) -> Result<Self> {
+        let (nsid, lba_shift, limits) = Self::inspect(fd.as_raw_fd())?;
+        Ok(Namespace {
+            fd: fd.keep(),
+            nsid,
+            lba_shift,
+            limits,
+        })
     }
 
-    fn inspect(fd: &OwnedFd) -> Result<(u32, u32, Limits)> {
-        let fd = fd.as_raw_fd();
+    fn inspect(fd: RawFd) -> Result<(u32, u32, Limits)> {
         let st = sys::fstat(fd)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
             return Err(Error::invalid("The file must be a character device"));

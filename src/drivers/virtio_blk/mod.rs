@@ -153,6 +153,14 @@ impl<T: Transport> Driver for VirtioBlk<T> {
 
     fn connect(&mut self) -> Result<()> {
         common::check_path_or_fd(&self.config)?;
+        if !T::ACCEPTS_FD && self.config.fd != -1 {
+            // Unreachable through the setter, which already refuses
+            // (PROPERTIES.md §5 lists it all the same).
+            return Err(Error::invalid(format!(
+                "{} doesn't support the fd property",
+                T::DRIVER_NAME
+            )));
+        }
         let transport = T::connect(&self.config, DRIVER_FEATURES)?;
         let cfg = BlkConfig::parse(&transport.read_config()?);
         let info = DeviceInfo::new(transport.features(), &cfg);

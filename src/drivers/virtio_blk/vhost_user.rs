@@ -113,11 +113,6 @@ impl Transport for VhostUser {
     type Kick = EventFdKick;
 
     fn connect(config: &Config, driver_features: u64) -> Result<Self> {
-        if config.fd != -1 {
-            return Err(Error::invalid(
-                "virtio-blk-vhost-user doesn't support the fd property",
-            ));
-        }
         let stream = UnixStream::connect(&config.path).map_err(connect_error)?;
         // SAFETY: F_DUPFD_CLOEXEC on the socket we just connected; checked.
         let dup = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };

@@ -10,18 +10,15 @@
 //! Choices where the spec leaves room:
 //! * IOTLB messages use the v2 format when the kernel offers
 //!   `VHOST_BACKEND_F_IOTLB_MSG_V2` (it always does since Linux 5.x), v1
-//!   otherwise; upstream effectively always sends v1 (VIRTIO.md §9 [Q]).
+//!   otherwise; upstream effectively always sends v1 (VIRTIO.md §9 \[Q\]).
 //! * The device must be a virtio-blk device (`VHOST_VDPA_GET_DEVICE_ID` 2).
 //! * `queue-size` above the device's maximum (`VHOST_VDPA_GET_VRING_NUM`)
 //!   fails `blkio_start` with -EINVAL and a message naming both numbers,
 //!   instead of upstream's bare kernel EINVAL.
 //! * With `fd`, the descriptor becomes ours only once connect succeeds; a
-//!   failed connect leaves it open for the caller (ABI.md §6.3 [Q]).
+//!   failed connect leaves it open for the caller (ABI.md §6.3 \[Q\]).
 
-use std::fs::OpenOptions;
-use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ref, ioctl_with_ref};
@@ -31,6 +28,7 @@ use super::config::bit;
 use super::iova::{IovaRange, IovaTable};
 use super::transport::{EventFdKick, QueueSetup, Transport, CONFIG_LEN};
 use crate::core::config::Config;
+use crate::core::device_fd::DeviceFd;
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
@@ -145,29 +143,6 @@ fn check(ret: i32, what: &str) -> Result<()> {
         Err(os_failure(what))
     } else {
         Ok(())
-    }
-}
-
-/// The device descriptor during connect: borrowed when it is the caller's
-/// (`fd` property), so a failure leaves it open.
-enum Handle {
-    Owned(OwnedFd),
-    Borrowed(ManuallyDrop<OwnedFd>),
-}
-
-impl Handle {
-    fn fd(&self) -> &OwnedFd {
-        match self {
-            Handle::Owned(fd) => fd,
-            Handle::Borrowed(fd) => fd,
-        }
-    }
-
-    fn into_owned(self) -> OwnedFd {
-        match self {
-            Handle::Owned(fd) => fd,
-            Handle::Borrowed(fd) => ManuallyDrop::into_inner(fd),
-        }
     }
 }
 
@@ -325,31 +300,23 @@ impl Transport for VhostVdpa {
     type Kick = EventFdKick;
 
     fn connect(config: &Config, driver_features: u64) -> Result<Self> {
-        let (handle, failure) = if config.fd >= 0 {
-            // SAFETY: the caller's open descriptor; ManuallyDrop keeps it
-            // open unless connect succeeds and takes it over.
-            let fd = unsafe { OwnedFd::from_raw_fd(config.fd) };
-            (
-                Handle::Borrowed(ManuallyDrop::new(fd)),
-                "Failed to use to vDPA device fd",
-            )
+        // Any failure to get a descriptor (`path` does not open, or an
+        // `fd` below -1) is the path message, as upstream words it.
+        let fd = DeviceFd::new(config, libc::O_WRONLY | libc::O_CLOEXEC)
+            .map_err(|_| Error::new(libc::EIO, "Failed to connect to vDPA device path"))?;
+        let failure = if fd.opened() {
+            "Failed to connect to vDPA device path"
         } else {
-            let failure = "Failed to connect to vDPA device path";
-            let file = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&config.path)
-                .map_err(|_| Error::new(libc::EIO, failure))?;
-            (Handle::Owned(file.into()), failure)
+            "Failed to use to vDPA device fd"
         };
         // SET_OWNER fails on anything that is not a free vhost device.
         // SAFETY: an ioctl without argument.
-        if unsafe { ioctl(handle.fd(), VHOST_SET_OWNER()) } < 0 {
+        if unsafe { ioctl(fd.get(), VHOST_SET_OWNER()) } < 0 {
             return Err(Error::new(libc::EIO, failure));
         }
-        let (features, iotlb_v2, range) = Self::negotiate(handle.fd(), driver_features)?;
+        let (features, iotlb_v2, range) = Self::negotiate(fd.get(), driver_features)?;
         Ok(VhostVdpa {
-            fd: handle.into_owned(),
+            fd: fd.keep(),
             features,
             iotlb_v2,
             range,

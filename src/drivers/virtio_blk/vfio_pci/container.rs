@@ -3,12 +3,11 @@
 //! and unmap, and the device fd (VIRTIO.md §10 "connect").
 
 use std::ffi::CString;
-use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 
 use super::super::iova::IovaRange;
 use super::sys::*;
+use crate::core::device_fd::open_path;
 use crate::core::{Error, Result};
 
 /// The container, the group, and what the IOMMU reported.
@@ -24,22 +23,15 @@ pub struct Container {
     pub dma_avail: u64,
 }
 
-fn open_rw(path: &str) -> Result<OwnedFd> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map(OwnedFd::from)
-        .map_err(Error::os)
-}
+/// How the group and the container character devices are opened.
+const RW: libc::c_int = libc::O_RDWR | libc::O_CLOEXEC;
 
 impl Container {
     /// Opens `/dev/vfio/<group>` (-ENOENT when the device is not bound to
     /// vfio-pci, -EBUSY when another instance holds it), a new container,
     /// attaches the group and selects the type-1 v2 IOMMU.
     pub fn open(group: &str) -> Result<Container> {
-        let group = open_rw(&format!("/dev/vfio/{group}"))?;
+        let group = open_path(&format!("/dev/vfio/{group}"), RW)?;
         let mut status = GroupStatus {
             argsz: argsz::<GroupStatus>(),
             flags: 0,
@@ -55,7 +47,7 @@ impl Container {
                 "VFIO group is not viable (are all devices of the IOMMU group bound to vfio-pci?)",
             ));
         }
-        let container = open_rw("/dev/vfio/vfio")?;
+        let container = open_path("/dev/vfio/vfio", RW)?;
         // SAFETY: argument-less ioctls and ones taking an integer value.
         unsafe {
             if libc::ioctl(container.as_raw_fd(), VFIO_GET_API_VERSION()) != VFIO_API_VERSION {

@@ -174,11 +174,6 @@ impl Transport for VfioPci {
     type Kick = NotifyKick;
 
     fn connect(config: &Config, driver_features: u64) -> Result<Self> {
-        if config.fd != -1 {
-            return Err(Error::invalid(
-                "virtio-blk-vfio-pci doesn't support the fd property",
-            ));
-        }
         let (container, pci, name) = Self::open(config)?;
         let vendor = pci.config_u16(0)?;
         let id = pci.config_u16(2)?;
