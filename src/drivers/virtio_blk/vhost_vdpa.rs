@@ -300,15 +300,16 @@ impl Transport for VhostVdpa {
     type Kick = EventFdKick;
 
     fn connect(config: &Config, driver_features: u64) -> Result<Self> {
-        // Any failure to get a descriptor (`path` does not open, or an
-        // `fd` below -1) is the path message, as upstream words it.
-        let fd = DeviceFd::new(config, libc::O_WRONLY | libc::O_CLOEXEC)
-            .map_err(|_| Error::new(libc::EIO, "Failed to connect to vDPA device path"))?;
-        let failure = if fd.opened() {
-            "Failed to connect to vDPA device path"
-        } else {
+        // Upstream's wording (sic) for every failure, by where the
+        // descriptor came from: `path` that does not open or is not a free
+        // vhost-vdpa device, or an application `fd` (also one below -1).
+        let failure = if config.path.is_empty() {
             "Failed to use to vDPA device fd"
+        } else {
+            "Failed to connect to vDPA device path"
         };
+        let fd = DeviceFd::new(config, libc::O_WRONLY | libc::O_CLOEXEC)
+            .map_err(|_| Error::new(libc::EIO, failure))?;
         // SET_OWNER fails on anything that is not a free vhost device.
         // SAFETY: an ioctl without argument.
         if unsafe { ioctl(fd.get(), VHOST_SET_OWNER()) } < 0 {
@@ -475,6 +476,16 @@ mod tests {
         assert_eq!(
             (e.errno(), e.message()),
             (libc::EIO, "Failed to connect to vDPA device path")
+        );
+
+        let config = Config {
+            fd: -5,
+            ..Config::default()
+        };
+        let e = VhostVdpa::connect(&config, 0).err().unwrap();
+        assert_eq!(
+            (e.errno(), e.message()),
+            (libc::EIO, "Failed to use to vDPA device fd")
         );
     }
 }
