@@ -493,7 +493,7 @@ impl QueueDriver for RingQueue {
         }
         self.rings.publish();
         let res = uring_wait::submit_and_wait(
-            &self.ring.submitter(),
+            self.ring.as_raw_fd(),
             self.rings.unsubmitted(),
             wait_for,
             self.reqs.poll,
@@ -529,7 +529,7 @@ impl Drop for RingQueue {
                 break;
             }
             let res = uring_wait::submit_and_wait(
-                &self.ring.submitter(),
+                self.ring.as_raw_fd(),
                 0,
                 1,
                 self.reqs.poll,
