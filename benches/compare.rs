@@ -26,6 +26,10 @@ use io_uring::{opcode, types, IoUring};
 const RING_ENTRIES: u32 = 128; // the io_uring driver's num-entries default
 const FILE_SIZE: u64 = 256 << 20;
 const VHOST_USER: &str = "virtio-blk-vhost-user";
+/// The CPU the vhost-user section runs qemu-storage-daemon and (under
+/// callgrind) the library on, so that the two take turns as they would
+/// on one core and the counts do not depend on the other CPU's load.
+const VHOST_USER_CPU: usize = 0;
 
 // ---------------------------------------------------------------------------
 // Workloads
@@ -577,30 +581,8 @@ fn callgrind(cfg: &Config, path: &Path) {
         (Mode::Event, 32),
         (Mode::Batch, 32),
     ] {
-        let per_io = |side: &str| {
-            let ir = |n: u64| {
-                let out = dir.join(format!("{side}-{}-qd{qd}-{n}.out", mode.name()));
-                let status = Command::new("valgrind")
-                    .arg("--tool=callgrind")
-                    .arg(format!("--callgrind-out-file={}", out.display()))
-                    .arg(std::env::current_exe().expect("own path"))
-                    .args([
-                        "--callgrind-child",
-                        side,
-                        mode.name(),
-                        &qd.to_string(),
-                        &n.to_string(),
-                    ])
-                    .arg(path)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .expect("valgrind");
-                assert!(status.success(), "valgrind run {side} {mode:?} failed");
-                total_ir(&out)
-            };
-            (ir(n2) - ir(n1)) as f64 / (n2 - n1) as f64
-        };
+        let per_io =
+            |side: &str| callgrind_per_io(&dir, cfg.callgrind_ios, side, mode, qd, path, None);
         let (a, b) = (per_io("lib"), per_io("raw"));
         println!(
             "  {:<8} {:>4} {:>12.0} {:>12.0} {:>7.2}",
@@ -635,6 +617,63 @@ fn callgrind(cfg: &Config, path: &Path) {
     }
 }
 
+/// User-space instructions per I/O of one side (`lib` or `raw`) under
+/// callgrind: the Ir difference of a run of `ios.0` and one of `ios.1`
+/// I/Os, divided by the difference. `driver` (default io_uring) is
+/// `(name, cpu)`: the library side on that driver, pinned to `cpu`.
+fn callgrind_per_io(
+    dir: &Path,
+    ios: (u64, u64),
+    side: &str,
+    mode: Mode,
+    qd: usize,
+    path: &Path,
+    driver: Option<(&str, usize)>,
+) -> f64 {
+    let tag = driver.map_or(String::new(), |(d, _)| format!("{d}-"));
+    let ir = |n: u64| {
+        let out = dir.join(format!("{tag}{side}-{}-qd{qd}-{n}.out", mode.name()));
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(std::env::current_exe().expect("own path"))
+            .args([
+                "--callgrind-child",
+                side,
+                mode.name(),
+                &qd.to_string(),
+                &n.to_string(),
+            ])
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((name, cpu)) = driver {
+            cmd.arg(name);
+            pin(&mut cmd, cpu);
+        }
+        let status = cmd.status().expect("valgrind");
+        assert!(status.success(), "valgrind run {tag}{side} {mode:?} failed");
+        total_ir(&out)
+    };
+    (ir(ios.1) - ir(ios.0)) as f64 / (ios.1 - ios.0) as f64
+}
+
+/// Runs `cmd` (and every thread it starts) on CPU `cpu` only.
+fn pin(cmd: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn total_ir(path: &Path) -> u64 {
     let text = fs::read_to_string(path).expect("callgrind output");
     text.lines()
@@ -653,6 +692,7 @@ fn callgrind_child(args: &[String]) {
     let qd: usize = args[2].parse().unwrap();
     let count: u64 = args[3].parse().unwrap();
     let path = PathBuf::from(&args[4]);
+    let driver = args.get(5).map_or("io_uring", String::as_str);
     let w = Workload {
         name: "randread 4k",
         write: false,
@@ -660,8 +700,15 @@ fn callgrind_child(args: &[String]) {
         bs: 4096,
         qd,
     };
-    let setup = LibSetup::open("io_uring", &[("path", path.display().to_string())], 1);
-    let region = setup.inst.alloc_region(w.bs * w.qd).expect("alloc region");
+    let setup = LibSetup::open(driver, &[("path", path.display().to_string())], 1);
+    let size = setup.inst.get_u64("capacity").expect("capacity");
+    let align = setup
+        .inst
+        .get_u64("mem-region-alignment")
+        .unwrap_or(4096)
+        .max(4096) as usize;
+    let len = (w.bs * w.qd).div_ceil(align) * align;
+    let region = setup.inst.alloc_region(len).expect("alloc region");
     let _mapping = setup.inst.map(&region).expect("map region");
     let until = Until::Count(count);
     let done = if side == "lib" {
@@ -669,7 +716,7 @@ fn callgrind_child(args: &[String]) {
             &mut setup.lib(0, region.as_ptr(), &w, mode),
             &w,
             mode,
-            FILE_SIZE,
+            size,
             &until,
         )
     } else {
@@ -695,7 +742,7 @@ fn vhost_user(cfg: &Config) {
         println!("skip - this build has no {VHOST_USER} driver; the section runs by itself once drivers::NAMES lists it");
         return;
     }
-    let Some(daemon) = QemuStorageDaemon::start() else {
+    let Some(daemon) = QemuStorageDaemon::start(VHOST_USER_CPU) else {
         println!("skip - qemu-storage-daemon not found or did not start (apt-get install qemu-system-x86)");
         return;
     };
@@ -727,6 +774,36 @@ fn vhost_user(cfg: &Config) {
             );
         }
     }
+    drop(setup);
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("skip - callgrind: valgrind is not installed (apt-get install valgrind)");
+        return;
+    }
+    let dir = out_dir().join("callgrind");
+    fs::create_dir_all(&dir).expect("callgrind dir");
+    let (n1, n2) = cfg.callgrind_ios;
+    println!(
+        "  user-space instructions per I/O (callgrind, {n1} vs {n2} I/Os, daemon and library on CPU {VHOST_USER_CPU}):"
+    );
+    for (mode, qd) in [(Mode::Block, 1), (Mode::Batch, 32)] {
+        let ir = callgrind_per_io(
+            &dir,
+            cfg.callgrind_ios,
+            "lib",
+            mode,
+            qd,
+            &daemon.socket,
+            Some((VHOST_USER, VHOST_USER_CPU)),
+        );
+        println!(
+            "  randread 4k QD{qd:<5} {:<6} {ir:>12.0} Ir/IO",
+            mode.name()
+        );
+    }
+    println!(
+        "  profiles: {}/{VHOST_USER}-lib-<mode>-qd<QD>-{n2}.out",
+        dir.display()
+    );
 }
 
 struct QemuStorageDaemon {
@@ -735,10 +812,13 @@ struct QemuStorageDaemon {
 }
 
 impl QemuStorageDaemon {
-    fn start() -> Option<Self> {
+    /// Starts the daemon with all its threads on CPU `cpu`.
+    fn start(cpu: usize) -> Option<Self> {
         let socket = out_dir().join("vhost-user.sock");
         let _ = fs::remove_file(&socket);
-        let child = Command::new("qemu-storage-daemon")
+        let mut cmd = Command::new("qemu-storage-daemon");
+        pin(&mut cmd, cpu);
+        let child = cmd
             .args([
                 "--blockdev",
                 "driver=null-co,node-name=null,size=1073741824,read-zeroes=on",

@@ -271,8 +271,27 @@ impl<D: QueueDriver> QueueCore<D> {
     /// `timeout` is updated as REQUESTS.md §4.3 says when the call had to
     /// submit or wait. Without `sig` a signal never ends the call. The
     /// clock is read only when there is a timeout.
+    ///
+    /// The usual call (no timeout, no signal mask, not a poll queue) runs a
+    /// copy of the loop compiled for exactly that case.
     #[inline(always)]
     pub fn do_io(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        timeout: Option<&mut libc::timespec>,
+        sig: Option<&libc::sigset_t>,
+    ) -> Result<usize> {
+        if timeout.is_none() && sig.is_none() && !self.poll {
+            self.run(out, min, None, None, false)
+        } else {
+            self.do_io_with(out, min, timeout, sig)
+        }
+    }
+
+    /// [`QueueCore::do_io`] with a timeout, a signal mask or on a poll queue.
+    #[inline(never)]
+    fn do_io_with(
         &mut self,
         out: &mut [Completion],
         min: usize,
@@ -282,6 +301,19 @@ impl<D: QueueDriver> QueueCore<D> {
         if sig.is_some() && self.poll {
             return Err(interruptible_on_poll_queue());
         }
+        self.run(out, min, timeout, sig, self.poll)
+    }
+
+    /// The `blkioq_do_io` algorithm (REQUESTS.md §4); `poll` is `self.poll`.
+    #[inline(always)]
+    fn run(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        timeout: Option<&mut libc::timespec>,
+        sig: Option<&libc::sigset_t>,
+        poll: bool,
+    ) -> Result<usize> {
         let mut n = self.gather(out, 0);
         if min > n + self.outstanding() {
             self.put_back(&out[..n]);
@@ -299,11 +331,12 @@ impl<D: QueueDriver> QueueCore<D> {
             // a call that found nothing enters once even with min 0.
             if need == 0
                 && !self.driver.needs_submit()
-                && !(self.poll && !entered && n == 0 && self.driver.in_flight() > 0)
+                && !(poll && !entered && n == 0 && self.driver.in_flight() > 0)
             {
                 break Ok(n);
             }
-            if need > 0 && self.driver.in_flight() == 0 && !self.driver.needs_submit() {
+            let in_flight = self.driver.in_flight();
+            if need > 0 && in_flight == 0 && !self.driver.needs_submit() {
                 // Cannot happen while the outstanding count holds; refuse to
                 // sleep forever if a driver ever breaks that rule.
                 break Err(nothing_in_flight());
@@ -312,8 +345,10 @@ impl<D: QueueDriver> QueueCore<D> {
                 let start = *started.get_or_insert_with(Instant::now);
                 b.saturating_sub(start.elapsed())
             });
-            let wait_for = need.min(self.driver.in_flight());
-            match self.driver.submit_and_wait(wait_for, remaining, sig) {
+            match self
+                .driver
+                .submit_and_wait(need.min(in_flight), remaining, sig)
+            {
                 Ok(()) => {}
                 Err(e) if e.errno() == libc::EINTR && sig.is_none() => {}
                 Err(e) => break Err(e),

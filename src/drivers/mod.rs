@@ -12,6 +12,7 @@
 
 pub mod io_uring;
 pub mod nvme_io_uring;
+mod uring_ring;
 mod uring_wait;
 pub mod virtio_blk;
 

@@ -6,9 +6,10 @@
 //! system-call details live here once: the 8-byte kernel signal set and the
 //! `IORING_ENTER_EXT_ARG` argument block that carries a timeout.
 
+use std::os::fd::RawFd;
 use std::time::Duration;
 
-use io_uring::{types, Submitter};
+use io_uring::types;
 
 use crate::core::{Error, Result};
 
@@ -36,7 +37,7 @@ struct GeteventsArg {
 /// `IORING_FEAT_EXT_ARG`, which the queues check when they are created.
 #[inline]
 pub fn submit_and_wait(
-    submitter: &Submitter<'_>,
+    ring_fd: RawFd,
     to_submit: u32,
     wait_for: usize,
     poll: bool,
@@ -51,22 +52,62 @@ pub fn submit_and_wait(
             0
         };
         let wait_for = u32::try_from(wait_for).unwrap_or(u32::MAX);
-        // SAFETY: no pointer arguments.
-        let res = unsafe { submitter.enter::<libc::sigset_t>(to_submit, wait_for, flags, None) };
-        return res.map(|_| ()).map_err(enter_failed);
+        // SAFETY: no argument block.
+        return unsafe { enter(ring_fd, to_submit, wait_for, flags, None::<&u64>) };
     }
-    submit_and_wait_with(submitter, to_submit, wait_for, poll, timeout, sig)
+    submit_and_wait_with(ring_fd, to_submit, wait_for, poll, timeout, sig)
+}
+
+/// `io_uring_enter(2)` on `ring_fd`, with `arg` as the argument block
+/// (the signal mask, or `io_uring_getevents_arg` with
+/// `IORING_ENTER_EXT_ARG`).
+///
+/// # Safety
+/// `arg` must be what `flags` tell the kernel to expect; whatever it
+/// points to must live for the call.
+#[inline(always)]
+unsafe fn enter<T>(
+    ring_fd: RawFd,
+    to_submit: u32,
+    wait_for: u32,
+    flags: u32,
+    arg: Option<&T>,
+) -> Result<()> {
+    let (arg, size) = match arg {
+        Some(a) => (
+            (a as *const T).cast::<libc::c_void>(),
+            std::mem::size_of::<T>(),
+        ),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: the caller vouches for `arg`; the other arguments are plain
+    // integers.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            ring_fd,
+            to_submit,
+            wait_for,
+            flags,
+            arg,
+            size,
+        )
+    };
+    if res < 0 {
+        return Err(enter_failed());
+    }
+    Ok(())
 }
 
 #[cold]
-fn enter_failed(e: std::io::Error) -> Error {
-    Error::os(e)
+fn enter_failed() -> Error {
+    Error::os(std::io::Error::last_os_error())
 }
 
 /// [`submit_and_wait`] with a timeout or a signal mask.
 #[cold]
 fn submit_and_wait_with(
-    submitter: &Submitter<'_>,
+    ring_fd: RawFd,
     to_submit: u32,
     wait_for: usize,
     poll: bool,
@@ -80,8 +121,8 @@ fn submit_and_wait_with(
         // -EINTR would be lost (the handler runs and `Queue::do_io` waits
         // again). With a signal mask, submit first and wait in a second
         // call that can report the signal.
-        // SAFETY: no pointer arguments.
-        unsafe { submitter.enter::<libc::sigset_t>(to_submit, 0, 0, None) }.map_err(Error::os)?;
+        // SAFETY: no argument block.
+        unsafe { enter(ring_fd, to_submit, 0, 0, None::<&u64>) }?;
         to_submit = 0;
     }
     let mut flags = 0;
@@ -97,10 +138,10 @@ fn submit_and_wait_with(
     });
     // SAFETY: every pointer handed to the kernel (mask, timespec, argument
     // block) lives on this stack frame for the whole call.
-    let res = unsafe {
+    unsafe {
         match (timeout.filter(|_| wait_for > 0), &mask) {
-            (None, None) => submitter.enter::<libc::sigset_t>(to_submit, wait_for, flags, None),
-            (None, Some(mask)) => submitter.enter::<u64>(to_submit, wait_for, flags, Some(mask)),
+            (None, None) => enter(ring_fd, to_submit, wait_for, flags, None::<&u64>),
+            (None, Some(mask)) => enter(ring_fd, to_submit, wait_for, flags, Some(mask)),
             (Some(t), mask) => {
                 let ts = types::Timespec::from(t);
                 let arg = GeteventsArg {
@@ -113,7 +154,8 @@ fn submit_and_wait_with(
                     pad: 0,
                     ts: &ts as *const types::Timespec as u64,
                 };
-                submitter.enter::<GeteventsArg>(
+                enter(
+                    ring_fd,
                     to_submit,
                     wait_for,
                     flags | IORING_ENTER_EXT_ARG,
@@ -121,6 +163,5 @@ fn submit_and_wait_with(
                 )
             }
         }
-    };
-    res.map(|_| ()).map_err(Error::os)
+    }
 }

@@ -11,12 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::file::{DeviceFile, BLOCK_URING_CMD_DISCARD};
 use crate::core::queue::{Enqueue, QueueDriver};
 use crate::core::request::{Completion, Op, Request, REQ_NO_FALLBACK, REQ_NO_UNMAP};
 use crate::core::{sys, Error, Result};
+use crate::drivers::uring_ring::{Rings, RwSqe};
 use crate::drivers::uring_wait;
 
 const FIXED_FILE: types::Fixed = types::Fixed(0);
@@ -25,6 +26,11 @@ const RWF_DSYNC: i32 = 0x2;
 const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
 const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+const IORING_OP_READV: u8 = 1;
+const IORING_OP_WRITEV: u8 = 2;
+const IORING_OP_READ: u8 = 22;
+const IORING_OP_WRITE: u8 = 23;
+const IOSQE_FIXED_FILE: u8 = 1;
 
 /// What a busy slot is doing.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,7 +56,10 @@ struct Slot {
 unsafe impl Send for Slot {}
 
 pub struct RingQueue {
+    /// Setup, registration and `io_uring_enter`.
     ring: IoUring,
+    /// The request path's view of the SQ and CQ.
+    rings: Rings<squeue::Entry, cqueue::Entry>,
     reqs: Requests,
     eventfd: Option<OwnedFd>,
 }
@@ -95,6 +104,7 @@ impl RingQueue {
             Some(fd)
         };
         let capacity = ring.params().cq_entries();
+        let rings = Rings::new(&ring)?;
         let idle = || Slot {
             req: Request {
                 op: Op::Flush,
@@ -108,6 +118,7 @@ impl RingQueue {
         };
         Ok(RingQueue {
             ring,
+            rings,
             reqs: Requests {
                 file,
                 slots: (0..capacity).map(|_| idle()).collect(),
@@ -128,7 +139,20 @@ impl RingQueue {
         // SAFETY: the buffers and iovecs the SQE points to belong to the
         // application (valid until completion by contract) or to the slot,
         // which stays busy until the request's final CQE is reaped.
-        unsafe { self.ring.submission().push(&entry).is_ok() }
+        unsafe { self.rings.push(entry) }
+    }
+
+    /// [`QueueDriver::enqueue`] for everything but plain data transfers.
+    #[cold]
+    fn enqueue_other(&mut self, req: &Request) -> Enqueue {
+        if let Some((errno, msg)) = self.reqs.refuse(req) {
+            return Enqueue::Failed(errno, msg);
+        }
+        let Some(idx) = self.reqs.take_slot(req) else {
+            return Enqueue::Full;
+        };
+        let pushed = self.push(idx);
+        self.reqs.placed(idx, pushed)
     }
 
     /// Moves follow-up SQEs that did not fit earlier into the SQ.
@@ -144,20 +168,32 @@ impl RingQueue {
 }
 
 impl Requests {
-    /// Checks the driver-specific rules of REQUESTS.md §6 and §7.1. Data
-    /// transfers that fit an SQE pass with two compares.
-    #[inline]
-    fn refuse(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
-        match req.op {
-            Op::Read { len, .. } | Op::Write { len, .. } if len <= u32::MAX as usize => None,
-            Op::Readv { .. } | Op::Writev { .. } => None,
-            _ => self.refuse_other(req),
+    /// A free slot holding `req`, or `None` when all are busy.
+    #[inline(always)]
+    fn take_slot(&mut self, req: &Request) -> Option<u32> {
+        let idx = self.free.pop()?;
+        let slot = &mut self.slots[idx as usize];
+        slot.req = *req;
+        slot.done = 0;
+        slot.phase = Phase::Main;
+        Some(idx)
+    }
+
+    /// Slot `idx` is busy if its SQE was `pushed`, else free again.
+    #[inline(always)]
+    fn placed(&mut self, idx: u32, pushed: bool) -> Enqueue {
+        if pushed {
+            self.busy += 1;
+            Enqueue::Queued
+        } else {
+            self.free.push(idx);
+            Enqueue::Full
         }
     }
 
-    /// [`Requests::refuse`] for everything but the common transfers.
-    #[cold]
-    fn refuse_other(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
+    /// Checks the driver-specific rules of REQUESTS.md §6 and §7.1 for
+    /// requests other than data transfers that fit an SQE (those pass).
+    fn refuse(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
         if self.poll && !req.op.is_rw() {
             return Some((
                 libc::ENOTSUP,
@@ -370,39 +406,65 @@ fn zero_fill_rest(slot: &Slot) {
 }
 
 impl QueueDriver for RingQueue {
+    /// Data transfers (nearly every request) take a straight path: one
+    /// match, a slot, and the SQE written in place. Everything else goes
+    /// through [`RingQueue::enqueue_other`].
     #[inline(always)]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
-        if let Some((errno, msg)) = self.reqs.refuse(req) {
-            return Enqueue::Failed(errno, msg);
-        }
-        let Some(idx) = self.reqs.free.pop() else {
+        let dsync = if req.fua() { RWF_DSYNC } else { 0 };
+        let (opcode, addr, len, dsync) = match req.op {
+            Op::Read { buf, len } if len <= u32::MAX as usize => {
+                (IORING_OP_READ, buf as u64, len as u32, 0)
+            }
+            Op::Write { buf, len } if len <= u32::MAX as usize => {
+                (IORING_OP_WRITE, buf as u64, len as u32, dsync)
+            }
+            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov as u64, iovcnt, 0),
+            Op::Writev { iov, iovcnt } => (IORING_OP_WRITEV, iov as u64, iovcnt, dsync),
+            _ => return self.enqueue_other(req),
+        };
+        let Some(idx) = self.reqs.take_slot(req) else {
             return Enqueue::Full;
         };
-        let slot = &mut self.reqs.slots[idx as usize];
-        slot.req = *req;
-        slot.done = 0;
-        slot.phase = Phase::Main;
-        if !self.push(idx) {
-            self.reqs.free.push(idx);
-            return Enqueue::Full;
-        }
-        self.reqs.busy += 1;
-        Enqueue::Queued
+        let sqe = RwSqe {
+            opcode,
+            flags: IOSQE_FIXED_FILE,
+            ioprio: 0,
+            fd: FIXED_FILE.0 as i32,
+            off: req.start,
+            addr,
+            len,
+            rw_flags: if self.reqs.poll { RWF_HIPRI } else { 0 } | dsync,
+            user_data: idx as u64,
+            buf_index: 0,
+            personality: 0,
+            file_index: 0,
+            addr3: 0,
+            pad: 0,
+        };
+        // SAFETY: the buffers and iovecs belong to the application, valid
+        // until completion by contract; the ring has 64-byte SQEs.
+        let pushed = unsafe { self.rings.push_rw(sqe) };
+        self.reqs.placed(idx, pushed)
     }
 
     /// Walks the completion queue once (one head update for the batch).
     #[inline(always)]
     fn reap(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
-        let mut cq = self.ring.completion();
-        while n < out.len() {
-            let Some(cqe) = cq.next() else { break };
-            if let Some(c) = self.reqs.complete(cqe.user_data() as u32, cqe.result()) {
-                out[n] = c;
-                n += 1;
-            }
-        }
-        drop(cq);
+        let reqs = &mut self.reqs;
+        self.rings.reap(
+            out.len(),
+            #[inline(always)]
+            |cqe| match reqs.complete(cqe.user_data() as u32, cqe.result()) {
+                Some(c) => {
+                    out[n] = c;
+                    n += 1;
+                    true
+                }
+                None => false,
+            },
+        );
         if !self.reqs.retry.is_empty() {
             self.push_retries();
         }
@@ -416,8 +478,7 @@ impl QueueDriver for RingQueue {
 
     #[inline]
     fn needs_submit(&self) -> bool {
-        // SAFETY: no other SubmissionQueue of this ring is alive here.
-        !self.reqs.retry.is_empty() || unsafe { !self.ring.submission_shared().is_empty() }
+        !self.reqs.retry.is_empty() || self.rings.unsubmitted() != 0
     }
 
     #[inline(always)]
@@ -430,15 +491,17 @@ impl QueueDriver for RingQueue {
         if !self.reqs.retry.is_empty() {
             self.push_retries();
         }
-        let to_submit = self.ring.submission().len() as u32;
-        uring_wait::submit_and_wait(
-            &self.ring.submitter(),
-            to_submit,
+        self.rings.publish();
+        let res = uring_wait::submit_and_wait(
+            self.ring.as_raw_fd(),
+            self.rings.unsubmitted(),
             wait_for,
             self.reqs.poll,
             timeout,
             sig,
-        )
+        );
+        self.rings.entered();
+        res
     }
 
     fn completion_fd(&self) -> RawFd {
@@ -456,17 +519,17 @@ impl Drop for RingQueue {
     /// that after `blkio_destroy` / `blkio_remove_queue` returns the
     /// application may free its buffers. SQEs never submitted are dropped.
     fn drop(&mut self) {
-        let unsubmitted = self.ring.submission().len() + self.reqs.retry.len();
+        let unsubmitted = self.rings.unsubmitted() as usize + self.reqs.retry.len();
         let mut in_kernel = self.reqs.busy.saturating_sub(unsubmitted);
         let deadline = std::time::Instant::now() + DRAIN_LIMIT;
         while in_kernel > 0 {
-            in_kernel -= self.ring.completion().count().min(in_kernel);
+            in_kernel -= self.rings.reap(in_kernel, |_| true);
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if in_kernel == 0 || left.is_zero() {
                 break;
             }
             let res = uring_wait::submit_and_wait(
-                &self.ring.submitter(),
+                self.ring.as_raw_fd(),
                 0,
                 1,
                 self.reqs.poll,

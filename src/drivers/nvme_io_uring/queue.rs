@@ -312,7 +312,7 @@ impl QueueDriver for NvmeQueue {
     ) -> Result<()> {
         let to_submit = self.ring.submission().len() as u32;
         uring_wait::submit_and_wait(
-            &self.ring.submitter(),
+            self.ring.as_raw_fd(),
             to_submit,
             wait_for,
             false,

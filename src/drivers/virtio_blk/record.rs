@@ -49,40 +49,40 @@ impl Records {
         Records { base, count }
     }
 
-    fn at(&self, id: u16, offset: usize) -> *mut u8 {
+    /// Record `id` (checked once per access: the fields are at fixed
+    /// offsets below [`RECORD_LEN`]).
+    #[inline]
+    fn record(&self, id: u16) -> *mut u8 {
         assert!((id as usize) < self.count);
-        // SAFETY: inside record `id`.
-        unsafe { self.base.as_ptr().add(id as usize * RECORD_LEN + offset) }
+        // SAFETY: inside the records area.
+        unsafe { self.base.as_ptr().add(id as usize * RECORD_LEN) }
     }
 
     /// Fills record `id` for a new request.
+    /// The segment is written only for requests that have one: only
+    /// their chains include it.
+    #[inline]
     pub fn write(&mut self, id: u16, h: &Header) {
-        let (seg_sector, seg_num, seg_flags) = h.segment.unwrap_or_default();
-        // SAFETY: unaligned writes inside record `id`; the chain is not
-        // published yet, so the device does not look at it.
+        let r = self.record(id);
+        // SAFETY: unaligned writes at fixed offsets inside record `id`; the
+        // chain is not published yet, so the device does not look at it.
         unsafe {
-            self.at(id, 0).cast::<u32>().write_unaligned(h.kind.to_le());
-            self.at(id, 4).cast::<u32>().write_unaligned(0);
-            self.at(id, 8)
-                .cast::<u64>()
-                .write_unaligned(h.sector.to_le());
-            self.at(id, 16).write_volatile(STATUS_UNSET);
-            self.at(id, 17)
-                .cast::<u64>()
-                .write_unaligned(seg_sector.to_le());
-            self.at(id, 25)
-                .cast::<u32>()
-                .write_unaligned(seg_num.to_le());
-            self.at(id, 29)
-                .cast::<u32>()
-                .write_unaligned(seg_flags.to_le());
+            r.cast::<u32>().write_unaligned(h.kind.to_le());
+            r.add(4).cast::<u32>().write_unaligned(0);
+            r.add(8).cast::<u64>().write_unaligned(h.sector.to_le());
+            r.add(16).write_volatile(STATUS_UNSET);
+            if let Some((seg_sector, seg_num, seg_flags)) = h.segment {
+                r.add(17).cast::<u64>().write_unaligned(seg_sector.to_le());
+                r.add(25).cast::<u32>().write_unaligned(seg_num.to_le());
+                r.add(29).cast::<u32>().write_unaligned(seg_flags.to_le());
+            }
         }
     }
 
     /// The status byte of a used chain.
     pub fn status(&self, id: u16) -> u8 {
         // SAFETY: inside record `id`; read after the used ring said so.
-        unsafe { self.at(id, 16).read_volatile() }
+        unsafe { self.record(id).add(16).read_volatile() }
     }
 }
 

@@ -213,7 +213,7 @@ impl Virtqueue for SplitQueue {
         self.num_free -= chain.len() as u16;
         self.chain_len[head as usize] = chain.len() as u16;
 
-        let slot = (self.avail_idx % self.size) as usize;
+        let slot = (self.avail_idx & (self.size - 1)) as usize;
         // SAFETY: `avail.ring[slot]`, slot < N.
         unsafe {
             self.avail
@@ -236,7 +236,7 @@ impl Virtqueue for SplitQueue {
             if self.used_pending() == 0 {
                 return None;
             }
-            let slot = (self.used_last % self.size) as usize;
+            let slot = (self.used_last & (self.size - 1)) as usize;
             // SAFETY: `used.ring[slot].id`, slot < N; ordered after the
             // acquire load in `used_pending`.
             let id = u32::from_le(unsafe {
@@ -251,7 +251,7 @@ impl Virtqueue for SplitQueue {
                 self.write_used_event(self.used_last);
                 fence(Ordering::SeqCst);
             }
-            let head = (id % self.size as u32) as u16;
+            let head = (id & (self.size as u32 - 1)) as u16;
             let len = std::mem::take(&mut self.chain_len[head as usize]);
             if len == 0 {
                 continue; // not a chain of ours: skip it

@@ -1,0 +1,308 @@
+//! Direct access to the submission and completion rings of an io_uring
+//! instance, for the request path of the ring-based drivers.
+//!
+//! The `io-uring` crate sets the ring up, registers files and enters the
+//! kernel; its `SubmissionQueue`/`CompletionQueue` views are not used on
+//! the request path because every `push` builds a 64-byte entry on the
+//! stack and copies it, and every view re-reads and re-publishes the shared
+//! head and tail. [`Rings`] maps the same ring memory a second time (the
+//! offsets come from the kernel's `io_uring_params`, which the crate's
+//! `Parameters` wraps transparently) and keeps a private SQ tail:
+//!
+//! * SQEs are written in place at the private tail and made visible to the
+//!   kernel once, by [`Rings::publish`], right before `io_uring_enter`;
+//! * the kernel's SQ head only moves inside `io_uring_enter` (no SQPOLL),
+//!   so it is read once after each call ([`Rings::entered`]) and the number
+//!   of unsubmitted SQEs is a subtraction of two private counters;
+//! * a CQ walk reads the kernel's tail once and publishes the new head once.
+//!
+//! A `Rings` is used by one thread at a time (its queue's), which is the
+//! only writer of the SQ tail, the SQEs and the CQ head.
+
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use io_uring::{cqueue, squeue, IoUring};
+
+use crate::core::{Error, Result};
+
+const IORING_OFF_SQ_RING: libc::off_t = 0;
+const IORING_OFF_CQ_RING: libc::off_t = 0x800_0000;
+const IORING_OFF_SQES: libc::off_t = 0x1000_0000;
+
+/// `struct io_sqring_offsets`.
+#[repr(C)]
+struct SqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    flags: u32,
+    dropped: u32,
+    array: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+/// `struct io_cqring_offsets`.
+#[repr(C)]
+struct CqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    overflow: u32,
+    cqes: u32,
+    flags: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+/// `struct io_uring_params`, as filled in by `io_uring_setup`.
+#[repr(C)]
+struct Params {
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+    sq_thread_cpu: u32,
+    sq_thread_idle: u32,
+    features: u32,
+    wq_fd: u32,
+    resv: [u32; 3],
+    sq_off: SqOffsets,
+    cq_off: CqOffsets,
+}
+
+const _: () = assert!(std::mem::size_of::<Params>() == 120);
+const _: () = assert!(std::mem::size_of::<Params>() == std::mem::size_of::<io_uring::Parameters>());
+
+/// `struct io_uring_sqe` (64 bytes) with the fields of a read or write:
+/// built from scalars and written into the ring in one go, so that no
+/// entry is assembled elsewhere and copied.
+#[repr(C)]
+pub struct RwSqe {
+    pub opcode: u8,
+    pub flags: u8,
+    pub ioprio: u16,
+    pub fd: i32,
+    pub off: u64,
+    pub addr: u64,
+    pub len: u32,
+    pub rw_flags: i32,
+    pub user_data: u64,
+    pub buf_index: u16,
+    pub personality: u16,
+    pub file_index: u32,
+    pub addr3: u64,
+    pub pad: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<RwSqe>() == std::mem::size_of::<squeue::Entry>());
+
+/// One shared mapping of ring memory.
+struct Map {
+    addr: NonNull<u8>,
+    len: usize,
+}
+
+impl Map {
+    fn new(fd: RawFd, offset: libc::off_t, len: usize) -> Result<Map> {
+        // SAFETY: a new shared mapping of the ring; nothing else is touched.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::os(std::io::Error::last_os_error()));
+        }
+        let addr = NonNull::new(addr.cast()).expect("mmap returned NULL");
+        Ok(Map { addr, len })
+    }
+
+    /// The address `offset` bytes into the mapping (an offset the kernel
+    /// gave for this mapping, so inside it).
+    fn at<T>(&self, offset: u32) -> *mut T {
+        debug_assert!((offset as usize) < self.len);
+        // SAFETY: kernel-provided offsets lie inside the mapped length.
+        unsafe { self.addr.as_ptr().add(offset as usize).cast() }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once.
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The SQ and CQ of one ring. `S` and `C` are the crate's SQE and CQE
+/// types (64/128 and 16/32 bytes, matching the ring's setup flags).
+pub struct Rings<S, C> {
+    sq_head: *const AtomicU32,
+    sq_tail: *const AtomicU32,
+    sqes: *mut S,
+    sq_mask: u32,
+    sq_entries: u32,
+    /// The SQ tail including SQEs not yet published.
+    tail: u32,
+    /// The kernel's SQ head, as read after the last `io_uring_enter`.
+    head: u32,
+    cq_head: *const AtomicU32,
+    cq_tail: *const AtomicU32,
+    cqes: *const C,
+    cq_mask: u32,
+    /// Our CQ head (the kernel sees it after each walk).
+    cq_next: u32,
+    _maps: [Map; 3],
+    _entries: PhantomData<(S, C)>,
+}
+
+// SAFETY: the pointers point into the mappings this value owns; the queue
+// that owns it is used by one thread at a time.
+unsafe impl<S, C> Send for Rings<S, C> {}
+
+impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
+    /// Maps the rings of `ring` (created with entries of types `S`/`C`).
+    pub fn new(ring: &IoUring<S, C>) -> Result<Self> {
+        let params: *const io_uring::Parameters = ring.params();
+        // SAFETY: `Parameters` is `#[repr(transparent)]` over the kernel's
+        // `io_uring_params` (documented by the crate); `Params` is that
+        // struct's layout (size checked above).
+        let p = unsafe { &*params.cast::<Params>() };
+        let fd = ring.as_raw_fd();
+        let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
+        let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * std::mem::size_of::<C>();
+        let sqe_len = p.sq_entries as usize * std::mem::size_of::<S>();
+        let sq = Map::new(fd, IORING_OFF_SQ_RING, sq_len)?;
+        let cq = Map::new(fd, IORING_OFF_CQ_RING, cq_len)?;
+        let sqes = Map::new(fd, IORING_OFF_SQES, sqe_len)?;
+        // SAFETY: offsets from the kernel, inside the mappings; the ring
+        // fields are u32s the kernel initialised.
+        let rings = unsafe {
+            let array = sq.at::<u32>(p.sq_off.array);
+            for i in 0..p.sq_entries {
+                array.add(i as usize).write_volatile(i);
+            }
+            let sq_head = sq.at::<AtomicU32>(p.sq_off.head);
+            let cq_head = cq.at::<AtomicU32>(p.cq_off.head);
+            Rings {
+                sq_head,
+                sq_tail: sq.at(p.sq_off.tail),
+                sqes: sqes.at(0),
+                sq_mask: *sq.at::<u32>(p.sq_off.ring_mask),
+                sq_entries: *sq.at::<u32>(p.sq_off.ring_entries),
+                tail: (*sq.at::<AtomicU32>(p.sq_off.tail)).load(Ordering::Acquire),
+                head: (*sq_head).load(Ordering::Acquire),
+                cq_head,
+                cq_tail: cq.at(p.cq_off.tail),
+                cqes: cq.at(p.cq_off.cqes),
+                cq_mask: *cq.at::<u32>(p.cq_off.ring_mask),
+                cq_next: (*cq_head).load(Ordering::Acquire),
+                _maps: [sq, cq, sqes],
+                _entries: PhantomData,
+            }
+        };
+        Ok(rings)
+    }
+
+    /// Writes `entry` at the SQ tail (not yet visible to the kernel); false
+    /// when the SQ is full.
+    ///
+    /// # Safety
+    /// Whatever the entry points to must stay valid until its completion
+    /// is reaped.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, entry: S) -> bool {
+        if self.tail.wrapping_sub(self.head) == self.sq_entries {
+            return false;
+        }
+        // SAFETY: the index is masked into the SQE array, and the slot is
+        // free: the kernel has consumed everything before `head`.
+        unsafe {
+            self.sqes
+                .add((self.tail & self.sq_mask) as usize)
+                .write(entry)
+        };
+        self.tail = self.tail.wrapping_add(1);
+        true
+    }
+
+    /// [`Rings::push`] for a 64-byte read/write SQE.
+    ///
+    /// # Safety
+    /// As for [`Rings::push`]; `S` is a 64-byte SQE.
+    #[inline(always)]
+    pub unsafe fn push_rw(&mut self, sqe: RwSqe) -> bool {
+        debug_assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<RwSqe>());
+        if self.tail.wrapping_sub(self.head) == self.sq_entries {
+            return false;
+        }
+        // SAFETY: as in `push`; the SQE array holds 64-byte entries and
+        // `RwSqe` is the kernel's layout of one.
+        unsafe {
+            self.sqes
+                .add((self.tail & self.sq_mask) as usize)
+                .cast::<RwSqe>()
+                .write(sqe)
+        };
+        self.tail = self.tail.wrapping_add(1);
+        true
+    }
+
+    /// SQEs written but not yet consumed by the kernel.
+    #[inline(always)]
+    pub fn unsubmitted(&self) -> u32 {
+        self.tail.wrapping_sub(self.head)
+    }
+
+    /// Makes the written SQEs visible to the kernel; call right before
+    /// `io_uring_enter`.
+    #[inline(always)]
+    pub fn publish(&self) {
+        // SAFETY: the tail field of our mapping.
+        unsafe { (*self.sq_tail).store(self.tail, Ordering::Release) };
+    }
+
+    /// Takes note of the SQEs the kernel consumed; call after every
+    /// `io_uring_enter` (the head moves only inside it).
+    #[inline(always)]
+    pub fn entered(&mut self) {
+        // SAFETY: the head field of our mapping.
+        self.head = unsafe { (*self.sq_head).load(Ordering::Acquire) };
+    }
+
+    /// Passes CQEs to `f`, oldest first, until `max` of them made `f`
+    /// return true (a request's final CQE) or the CQ is empty, then frees
+    /// their entries for the kernel. Returns how many returned true.
+    #[inline(always)]
+    pub fn reap(&mut self, max: usize, mut f: impl FnMut(&C) -> bool) -> usize {
+        // SAFETY: the tail field of our mapping; Acquire pairs with the
+        // kernel's release of the CQEs before it.
+        let tail = unsafe { (*self.cq_tail).load(Ordering::Acquire) };
+        let mut head = self.cq_next;
+        if head == tail {
+            return 0;
+        }
+        let mut n = 0;
+        while head != tail && n < max {
+            // SAFETY: an entry between our head and the kernel's tail,
+            // masked into the CQE array.
+            let cqe = unsafe { &*self.cqes.add((head & self.cq_mask) as usize) };
+            head = head.wrapping_add(1);
+            n += f(cqe) as usize;
+        }
+        self.cq_next = head;
+        // SAFETY: the head field of our mapping; Release: the entries were
+        // read before the kernel may reuse them.
+        unsafe { (*self.cq_head).store(head, Ordering::Release) };
+        n
+    }
+}
