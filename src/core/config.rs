@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::error::Result;
-use super::property::{check, Value};
+use super::property::{check, Access, PropType, Property, Value};
 
 /// The common settings of an instance.
 #[derive(Clone, Debug)]
@@ -44,6 +44,44 @@ impl Config {
 pub trait Configured {
     fn config(&self) -> &Config;
     fn config_mut(&mut self) -> &mut Config;
+}
+
+/// The `path` property entry (rw in the created state).
+pub const fn path<D: Configured>() -> Property<D> {
+    Property::rw("path", PropType::Str, Access::Created, get_path, set_path)
+}
+
+/// The `read-only` property entry (rw in the created state).
+pub const fn read_only<D: Configured>() -> Property<D> {
+    Property::rw(
+        "read-only",
+        PropType::Bool,
+        Access::Created,
+        get_read_only,
+        set_read_only,
+    )
+}
+
+/// The `num-queues` property entry (rw in the connected state).
+pub const fn num_queues<D: Configured>() -> Property<D> {
+    Property::rw(
+        "num-queues",
+        PropType::Int,
+        Access::Connected,
+        get_num_queues,
+        set_num_queues,
+    )
+}
+
+/// The `num-poll-queues` property entry (rw in the connected state).
+pub const fn num_poll_queues<D: Configured>() -> Property<D> {
+    Property::rw(
+        "num-poll-queues",
+        PropType::Int,
+        Access::Connected,
+        get_num_poll_queues,
+        set_num_poll_queues,
+    )
 }
 
 pub fn get_path<D: Configured>(d: &D) -> Result<Value> {

@@ -191,20 +191,8 @@ static PROPERTIES: [Property<D>; 32] = [
             Ok(())
         },
     ),
-    Property::rw(
-        "num-poll-queues",
-        Int,
-        Connected,
-        config::get_num_poll_queues,
-        config::set_num_poll_queues,
-    ),
-    Property::rw(
-        "num-queues",
-        Int,
-        Connected,
-        config::get_num_queues,
-        config::set_num_queues,
-    ),
+    config::num_poll_queues(),
+    config::num_queues(),
     Property::ro("optimal-buf-alignment", Int, |d| {
         d.with_file(|_| Value::Int(crate::core::sys::page_size() as i32))
     }),
@@ -214,14 +202,8 @@ static PROPERTIES: [Property<D>; 32] = [
     Property::ro("optimal-io-size", Int, |d| {
         d.with_file(|f| Value::Int(f.optimal_io_size))
     }),
-    Property::rw("path", Str, Created, config::get_path, config::set_path),
-    Property::rw(
-        "read-only",
-        Bool,
-        Created,
-        config::get_read_only,
-        config::set_read_only,
-    ),
+    config::path(),
+    config::read_only(),
     Property::ro("request-alignment", Int, |d| {
         d.with_file(|f| Value::Int(f.request_alignment))
     }),

@@ -198,13 +198,7 @@ static PROPERTIES: [Property<D>; 38] = [
             Ok(())
         },
     ),
-    Property::rw(
-        "num-poll-queues",
-        Int,
-        Connected,
-        config::get_num_poll_queues,
-        config::set_num_poll_queues,
-    ),
+    config::num_poll_queues(),
     Property::rw(
         "num-queues",
         Int,
@@ -222,14 +216,8 @@ static PROPERTIES: [Property<D>; 38] = [
     }),
     Property::ro("optimal-io-alignment", Int, alignment),
     Property::ro("optimal-io-size", Int, |d| d.computed(|_| Value::Int(0))),
-    Property::rw("path", Str, Created, config::get_path, config::set_path),
-    Property::rw(
-        "read-only",
-        Bool,
-        Created,
-        config::get_read_only,
-        config::set_read_only,
-    ),
+    config::path(),
+    config::read_only(),
     Property::ro("request-alignment", Int, alignment),
     Property::ro("supports-fua-natively", Bool, |_| boolean(true)),
     Property::ro("supports-poll-queues", Bool, |_| boolean(false)),

@@ -340,26 +340,14 @@ impl<T: Transport> VirtioBlk<T> {
             )
         }),
         Property::ro("needs-mem-regions", Bool, |_| boolean(true)),
-        Property::rw(
-            "num-poll-queues",
-            Int,
-            Connected,
-            common::get_num_poll_queues,
-            common::set_num_poll_queues,
-        ),
-        Property::rw(
-            "num-queues",
-            Int,
-            Connected,
-            common::get_num_queues,
-            common::set_num_queues,
-        ),
+        common::num_poll_queues(),
+        common::num_queues(),
         Property::ro("optimal-buf-alignment", Int, |_| int(1)),
         Property::ro("optimal-io-alignment", Int, |d| {
             int(d.info().optimal_io_alignment)
         }),
         Property::ro("optimal-io-size", Int, |d| int(d.info().optimal_io_size)),
-        Property::rw("path", Str, Created, common::get_path, common::set_path),
+        common::path(),
         Property::rw(
             "queue-size",
             Int,
@@ -367,13 +355,7 @@ impl<T: Transport> VirtioBlk<T> {
             |d| int(d.queue_size),
             Self::set_queue_size,
         ),
-        Property::rw(
-            "read-only",
-            Bool,
-            Created,
-            common::get_read_only,
-            common::set_read_only,
-        ),
+        common::read_only(),
         Property::ro("request-alignment", Int, |d| {
             int(d.info().request_alignment)
         }),
