@@ -32,6 +32,10 @@ const IORING_OP_READ: u8 = 22;
 const IORING_OP_WRITE: u8 = 23;
 const IOSQE_FIXED_FILE: u8 = 1;
 
+/// [`Slot::expect`] of requests whose CQEs always take the full path; no
+/// CQE result (an `i32`) equals it.
+const NO_SHORTCUT: i64 = i64::MIN;
+
 /// What a busy slot is doing.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -44,6 +48,9 @@ enum Phase {
 /// only `req`, `done` and `phase`; `rest` is `None` whenever a slot is free.
 struct Slot {
     req: Request,
+    /// The CQE result that completes the request with 0 in one step (the
+    /// length of a plain read or write), or [`NO_SHORTCUT`].
+    expect: i64,
     /// Bytes already transferred by earlier SQEs of this request.
     done: u64,
     phase: Phase,
@@ -112,6 +119,7 @@ impl RingQueue {
                 user_data: 0,
                 flags: 0,
             },
+            expect: NO_SHORTCUT,
             done: 0,
             phase: Phase::Main,
             rest: None,
@@ -144,11 +152,12 @@ impl RingQueue {
 
     /// [`QueueDriver::enqueue`] for everything but plain data transfers.
     #[cold]
+    #[inline(never)]
     fn enqueue_other(&mut self, req: &Request) -> Enqueue {
         if let Some((errno, msg)) = self.reqs.refuse(req) {
             return Enqueue::Failed(errno, msg);
         }
-        let Some(idx) = self.reqs.take_slot(req) else {
+        let Some(idx) = self.reqs.take_slot(req, NO_SHORTCUT) else {
             return Enqueue::Full;
         };
         let pushed = self.push(idx);
@@ -170,10 +179,11 @@ impl RingQueue {
 impl Requests {
     /// A free slot holding `req`, or `None` when all are busy.
     #[inline(always)]
-    fn take_slot(&mut self, req: &Request) -> Option<u32> {
+    fn take_slot(&mut self, req: &Request, expect: i64) -> Option<u32> {
         let idx = self.free.pop()?;
         let slot = &mut self.slots[idx as usize];
         slot.req = *req;
+        slot.expect = expect;
         slot.done = 0;
         slot.phase = Phase::Main;
         Some(idx)
@@ -303,8 +313,24 @@ impl Requests {
     }
 
     /// Handles one CQE; returns the request's completion when it is done.
+    /// A plain read or write that transferred everything takes a shortcut.
     #[inline(always)]
     fn complete(&mut self, idx: u32, res: i32) -> Option<Completion> {
+        let slot = &self.slots[idx as usize];
+        if i64::from(res) != slot.expect {
+            return self.complete_other(idx, res);
+        }
+        let user_data = slot.req.user_data;
+        self.free.push(idx);
+        self.busy -= 1;
+        Some(Completion::new(user_data, 0, None))
+    }
+
+    /// [`Requests::complete`] for everything but a full plain transfer:
+    /// errors, short transfers, vectored and other requests.
+    #[cold]
+    #[inline(never)]
+    fn complete_other(&mut self, idx: u32, res: i32) -> Option<Completion> {
         let slot = &mut self.slots[idx as usize];
         let ret = match slot.req.op {
             Op::Read { .. } | Op::Write { .. } | Op::Readv { .. } | Op::Writev { .. } => {
@@ -322,6 +348,7 @@ impl Requests {
                     }
                 } else if (res as u64) < expected {
                     slot.done += res as u64;
+                    slot.expect = NO_SHORTCUT;
                     advance(slot);
                     self.retry.push(idx);
                     return None;
@@ -412,18 +439,20 @@ impl QueueDriver for RingQueue {
     #[inline(always)]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
         let dsync = if req.fua() { RWF_DSYNC } else { 0 };
-        let (opcode, addr, len, dsync) = match req.op {
+        let (opcode, addr, len, dsync, expect) = match req.op {
             Op::Read { buf, len } if len <= u32::MAX as usize => {
-                (IORING_OP_READ, buf as u64, len as u32, 0)
+                (IORING_OP_READ, buf as u64, len as u32, 0, len as i64)
             }
             Op::Write { buf, len } if len <= u32::MAX as usize => {
-                (IORING_OP_WRITE, buf as u64, len as u32, dsync)
+                (IORING_OP_WRITE, buf as u64, len as u32, dsync, len as i64)
             }
-            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov as u64, iovcnt, 0),
-            Op::Writev { iov, iovcnt } => (IORING_OP_WRITEV, iov as u64, iovcnt, dsync),
+            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov as u64, iovcnt, 0, NO_SHORTCUT),
+            Op::Writev { iov, iovcnt } => {
+                (IORING_OP_WRITEV, iov as u64, iovcnt, dsync, NO_SHORTCUT)
+            }
             _ => return self.enqueue_other(req),
         };
-        let Some(idx) = self.reqs.take_slot(req) else {
+        let Some(idx) = self.reqs.take_slot(req, expect) else {
             return Enqueue::Full;
         };
         let sqe = RwSqe {
