@@ -45,7 +45,9 @@ enum Phase {
 }
 
 /// One request in the ring. Slots are reused in place: `enqueue` writes
-/// only `req`, `done` and `phase`; `rest` is `None` whenever a slot is free.
+/// only `req` and `expect`; a free slot has `done` 0, `phase` `Main` and
+/// `rest` `None` (the full completion path restores them; the shortcut
+/// never changes them).
 struct Slot {
     req: Request,
     /// The CQE result that completes the request with 0 in one step (the
@@ -79,8 +81,6 @@ struct Requests {
     free: Vec<u32>,
     /// Slots whose next SQE could not be queued yet (SQ was full).
     retry: Vec<u32>,
-    /// Requests in the ring (busy slots).
-    busy: usize,
     poll: bool,
     fallocate: bool,
 }
@@ -132,7 +132,6 @@ impl RingQueue {
                 slots: (0..capacity).map(|_| idle()).collect(),
                 free: (0..capacity).rev().collect(),
                 retry: Vec::with_capacity(capacity as usize),
-                busy: 0,
                 poll,
                 fallocate,
             },
@@ -184,8 +183,6 @@ impl Requests {
         let slot = &mut self.slots[idx as usize];
         slot.req = *req;
         slot.expect = expect;
-        slot.done = 0;
-        slot.phase = Phase::Main;
         Some(idx)
     }
 
@@ -193,7 +190,6 @@ impl Requests {
     #[inline(always)]
     fn placed(&mut self, idx: u32, pushed: bool) -> Enqueue {
         if pushed {
-            self.busy += 1;
             Enqueue::Queued
         } else {
             self.free.push(idx);
@@ -312,25 +308,32 @@ impl Requests {
         }
     }
 
-    /// Handles one CQE; returns the request's completion when it is done.
-    /// A plain read or write that transferred everything takes a shortcut.
+    /// Requests in the ring (busy slots).
     #[inline(always)]
-    fn complete(&mut self, idx: u32, res: i32) -> Option<Completion> {
+    fn busy(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// The shortcut for one CQE: a plain read or write that transferred
+    /// everything is done with 0; returns its user data. `None` leaves the
+    /// CQE to [`Requests::complete`].
+    #[inline(always)]
+    fn complete_full(&mut self, idx: u32, res: i32) -> Option<usize> {
         let slot = &self.slots[idx as usize];
         if i64::from(res) != slot.expect {
-            return self.complete_other(idx, res);
+            return None;
         }
         let user_data = slot.req.user_data;
         self.free.push(idx);
-        self.busy -= 1;
-        Some(Completion::new(user_data, 0, None))
+        Some(user_data)
     }
 
-    /// [`Requests::complete`] for everything but a full plain transfer:
-    /// errors, short transfers, vectored and other requests.
+    /// Handles one CQE that did not take the shortcut (errors, short
+    /// transfers, vectored and other requests); returns the request's user
+    /// data and result when it is done.
     #[cold]
     #[inline(never)]
-    fn complete_other(&mut self, idx: u32, res: i32) -> Option<Completion> {
+    fn complete(&mut self, idx: u32, res: i32) -> Option<(usize, i32)> {
         let slot = &mut self.slots[idx as usize];
         let ret = match slot.req.op {
             Op::Read { .. } | Op::Write { .. } | Op::Readv { .. } | Op::Writev { .. } => {
@@ -373,9 +376,10 @@ impl Requests {
         if slot.rest.is_some() {
             slot.rest = None;
         }
+        slot.done = 0;
+        slot.phase = Phase::Main;
         self.free.push(idx);
-        self.busy -= 1;
-        Some(Completion::new(user_data, ret, None))
+        Some((user_data, ret))
     }
 }
 
@@ -485,13 +489,20 @@ impl QueueDriver for RingQueue {
         self.rings.reap(
             out.len(),
             #[inline(always)]
-            |cqe| match reqs.complete(cqe.user_data() as u32, cqe.result()) {
-                Some(c) => {
-                    out[n] = c;
-                    n += 1;
-                    true
+            |cqe| {
+                let (idx, res) = (cqe.user_data() as u32, cqe.result());
+                let done = match reqs.complete_full(idx, res) {
+                    Some(user_data) => Some((user_data, 0)),
+                    None => reqs.complete(idx, res),
+                };
+                match done {
+                    Some((user_data, ret)) => {
+                        out[n] = Completion::new(user_data, ret, None);
+                        n += 1;
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
             },
         );
         if !self.reqs.retry.is_empty() {
@@ -502,7 +513,7 @@ impl QueueDriver for RingQueue {
 
     #[inline]
     fn in_flight(&self) -> usize {
-        self.reqs.busy
+        self.reqs.busy()
     }
 
     #[inline]
@@ -549,7 +560,7 @@ impl Drop for RingQueue {
     /// application may free its buffers. SQEs never submitted are dropped.
     fn drop(&mut self) {
         let unsubmitted = self.rings.unsubmitted() as usize + self.reqs.retry.len();
-        let mut in_kernel = self.reqs.busy.saturating_sub(unsubmitted);
+        let mut in_kernel = self.reqs.busy().saturating_sub(unsubmitted);
         let deadline = std::time::Instant::now() + DRAIN_LIMIT;
         while in_kernel > 0 {
             in_kernel -= self.rings.reap(in_kernel, |_| true);
