@@ -47,7 +47,8 @@ pub trait QueueDriver: Send {
     fn needs_submit(&self) -> bool;
 
     /// Hands placed requests to the device, then, if `wait_for` > 0, sleeps
-    /// until at least that many can be reaped, `timeout` runs out (-ETIME)
+    /// until at least that many can be reaped (completions not reaped yet
+    /// count, whenever they arrived), `timeout` runs out (-ETIME)
     /// or, with `sig`, a signal arrives (-EINTR). `EINTR` may also be
     /// returned without `sig`; the caller then retries.
     fn submit_and_wait(
@@ -67,8 +68,8 @@ pub trait QueueDriver: Send {
 /// The operations of a queue as the C API calls them; implemented by
 /// [`QueueCore<D>`] for every driver ring type `D`.
 pub trait QueueOps: Send {
-    /// Accepts a request from the application; never fails synchronously.
-    fn submit(&mut self, req: Request);
+    /// Accepts a request that passed [`Request::check`].
+    fn place(&mut self, req: Request);
     /// Completes a request at once with `-errno` (the completion backlog).
     fn fail(&mut self, user_data: usize, errno: i32, msg: Option<&'static CStr>);
     /// `blkioq_do_io*` after argument validation; see [`QueueCore::do_io`].
@@ -97,9 +98,16 @@ impl Queue {
         }
     }
 
-    #[inline]
+    /// Accepts a request from the application; never fails synchronously.
+    /// The call-time checks run here, inlined into the C entry point that
+    /// built the request, where its type is known and most of the checks
+    /// fold away; a request that fails them completes with -EINVAL.
+    #[inline(always)]
     pub fn submit(&mut self, req: Request) {
-        self.ops.submit(req)
+        match req.check() {
+            Ok(()) => self.ops.place(req),
+            Err(msg) => self.ops.fail(req.user_data, libc::EINVAL, Some(msg)),
+        }
     }
 
     #[inline]
@@ -146,12 +154,9 @@ impl<D: QueueDriver> QueueCore<D> {
         }
     }
 
-    /// Accepts a request from the application; never fails synchronously.
+    /// Accepts a request that passed [`Request::check`].
     #[inline(always)]
-    pub fn submit(&mut self, req: Request) {
-        if let Err(msg) = req.check() {
-            return self.fail(req.user_data, libc::EINVAL, Some(msg));
-        }
+    pub fn place(&mut self, req: Request) {
         if !self.backlog.is_empty() {
             return self.defer(req);
         }
@@ -164,12 +169,14 @@ impl<D: QueueDriver> QueueCore<D> {
 
     /// Puts a request at the end of the request backlog.
     #[cold]
+    #[inline(never)]
     fn defer(&mut self, req: Request) {
         self.backlog.push_back(req);
     }
 
     /// Completes a request at once with `-errno` (the completion backlog).
     #[cold]
+    #[inline(never)]
     pub fn fail(&mut self, user_data: usize, errno: i32, msg: Option<&'static CStr>) {
         self.completions
             .push_back(Completion::new(user_data, -errno, msg));
@@ -272,8 +279,8 @@ impl<D: QueueDriver> QueueCore<D> {
     /// submit or wait. Without `sig` a signal never ends the call. The
     /// clock is read only when there is a timeout.
     ///
-    /// The usual call (no timeout, no signal mask, not a poll queue) runs a
-    /// copy of the loop compiled for exactly that case.
+    /// The usual call (no timeout, no signal mask, not a poll queue) takes
+    /// [`QueueCore::do_io_plain`].
     #[inline(always)]
     pub fn do_io(
         &mut self,
@@ -283,10 +290,90 @@ impl<D: QueueDriver> QueueCore<D> {
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
         if timeout.is_none() && sig.is_none() && !self.poll {
-            self.run(out, min, None, None, false)
+            self.do_io_plain(out, min)
         } else {
             self.do_io_with(out, min, timeout, sig)
         }
+    }
+
+    /// [`QueueCore::do_io`] without timeout or signal mask on a regular
+    /// queue. When there is work to submit and both backlogs are empty (an
+    /// application keeping its queue depth in flight), one submission that
+    /// waits for `min` (completions not reaped yet count) and one reap
+    /// usually finish the call; that is the same outcome as the general
+    /// loop, which reaps first, submits, waits for the rest and reaps
+    /// again. Anything else goes to the general loop.
+    #[inline(always)]
+    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> Result<usize> {
+        if !(self.driver.needs_submit() && self.backlogs_empty()) {
+            return self.run_plain(out, min);
+        }
+        // With both backlogs empty, the outstanding count is the ring's.
+        let in_flight = self.driver.in_flight();
+        if min > in_flight {
+            return Err(self.refuse_min(out));
+        }
+        if let Err(e) = self.driver.submit_and_wait(min, None, None) {
+            return self.plain_enter_failed(out, min, e);
+        }
+        let n = self.driver.reap(out);
+        if n >= min && !self.driver.needs_submit() {
+            return Ok(n);
+        }
+        self.continue_plain(out, min, n)
+    }
+
+    /// Both backlogs are empty (the usual state).
+    #[inline(always)]
+    fn backlogs_empty(&self) -> bool {
+        self.backlog.is_empty() && self.completions.is_empty()
+    }
+
+    /// The general loop for a plain call.
+    #[inline(never)]
+    fn run_plain(&mut self, out: &mut [Completion], min: usize) -> Result<usize> {
+        self.run(out, min, None, None, false)
+    }
+
+    /// The general loop for a plain call that has submitted and gathered
+    /// `n` completions but is not done yet (short transfers, or fewer
+    /// completions than `min` after a wake-up).
+    #[cold]
+    #[inline(never)]
+    fn continue_plain(&mut self, out: &mut [Completion], min: usize, n: usize) -> Result<usize> {
+        self.run_from(out, min, n, true, None, None, false)
+    }
+
+    /// The first submission of [`QueueCore::do_io_plain`] failed with `e`:
+    /// as the general loop does, `EINTR` (no signal mask) means try again,
+    /// anything else fails the call with the completions already there put
+    /// back (which the general loop would have gathered before entering).
+    #[cold]
+    #[inline(never)]
+    fn plain_enter_failed(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        e: Error,
+    ) -> Result<usize> {
+        if e.errno() == libc::EINTR {
+            let n = self.gather(out, 0);
+            return self.run_from(out, min, n, true, None, None, false);
+        }
+        let n = self.gather(out, 0);
+        self.put_back(&out[..n]);
+        Err(e)
+    }
+
+    /// `min_completions` above the outstanding count (with both backlogs
+    /// empty): what can be gathered is put back (REQUESTS.md §4.1), as the
+    /// general loop does.
+    #[cold]
+    #[inline(never)]
+    fn refuse_min(&mut self, out: &mut [Completion]) -> Error {
+        let n = self.gather(out, 0);
+        self.put_back(&out[..n]);
+        min_above_outstanding()
     }
 
     /// [`QueueCore::do_io`] with a timeout, a signal mask or on a poll queue.
@@ -314,15 +401,31 @@ impl<D: QueueDriver> QueueCore<D> {
         sig: Option<&libc::sigset_t>,
         poll: bool,
     ) -> Result<usize> {
-        let mut n = self.gather(out, 0);
+        let n = self.gather(out, 0);
         if min > n + self.outstanding() {
             self.put_back(&out[..n]);
             return Err(min_above_outstanding());
         }
+        self.run_from(out, min, n, false, timeout, sig, poll)
+    }
 
+    /// The submit/wait/gather loop of [`QueueCore::run`], from `n`
+    /// completions gathered; `entered` when the kernel was already entered
+    /// in this call.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn run_from(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        mut n: usize,
+        mut entered: bool,
+        timeout: Option<&mut libc::timespec>,
+        sig: Option<&libc::sigset_t>,
+        poll: bool,
+    ) -> Result<usize> {
         let budget = timeout.as_deref().map(timespec_to_duration);
         let mut started: Option<Instant> = None;
-        let mut entered = false;
         let result = loop {
             let need = min.saturating_sub(n);
             // Never return with placed but unsubmitted requests: an
@@ -374,8 +477,8 @@ impl<D: QueueDriver> QueueCore<D> {
 }
 
 impl<D: QueueDriver> QueueOps for QueueCore<D> {
-    fn submit(&mut self, req: Request) {
-        QueueCore::submit(self, req)
+    fn place(&mut self, req: Request) {
+        QueueCore::place(self, req)
     }
 
     fn fail(&mut self, user_data: usize, errno: i32, msg: Option<&'static CStr>) {
@@ -498,6 +601,14 @@ mod tests {
         }
     }
 
+    /// What [`Queue::submit`] does.
+    fn submit<D: QueueDriver>(q: &mut QueueCore<D>, req: Request) {
+        match req.check() {
+            Ok(()) => q.place(req),
+            Err(msg) => q.fail(req.user_data, libc::EINVAL, Some(msg)),
+        }
+    }
+
     fn flush(user_data: usize, flags: u32) -> Request {
         Request {
             op: Op::Flush,
@@ -515,7 +626,7 @@ mod tests {
     fn more_requests_than_ring_entries_all_complete() {
         let mut q = QueueCore::new(InstantRing::new(4), false);
         for i in 1..=100 {
-            q.submit(flush(i, 0));
+            submit(&mut q, flush(i, 0));
         }
         let mut out = vec![empty(); 100];
         let mut seen = Vec::new();
@@ -531,10 +642,10 @@ mod tests {
     #[test]
     fn backlog_completions_come_first_in_order() {
         let mut q = QueueCore::new(InstantRing::new(8), false);
-        q.submit(flush(1, 0));
-        q.submit(flush(2, 8));
-        q.submit(flush(3, 0));
-        q.submit(flush(4, REQ_FUA));
+        submit(&mut q, flush(1, 0));
+        submit(&mut q, flush(2, 8));
+        submit(&mut q, flush(3, 0));
+        submit(&mut q, flush(4, REQ_FUA));
         let mut out = vec![empty(); 4];
         let n = q.do_io(&mut out, 4, None, None).unwrap();
         let order: Vec<_> = out[..n].iter().map(|c| c.user_data as usize).collect();
@@ -545,7 +656,7 @@ mod tests {
     #[test]
     fn min_above_outstanding_puts_completions_back() {
         let mut q = QueueCore::new(InstantRing::new(8), false);
-        q.submit(flush(1, 8));
+        submit(&mut q, flush(1, 8));
         let mut out = vec![empty(); 4];
         let e = q.do_io(&mut out, 2, None, None).unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
@@ -561,7 +672,7 @@ mod tests {
     fn submit_only_call_leaves_nothing_unsubmitted() {
         let mut q = QueueCore::new(InstantRing::new(2), false);
         for i in 1..=5 {
-            q.submit(flush(i, 0));
+            submit(&mut q, flush(i, 0));
         }
         // max 0: nothing can be reaped, so only the two placed requests
         // are submitted and the rest waits in the backlog.
@@ -576,12 +687,15 @@ mod tests {
     #[test]
     fn refused_requests_complete_with_their_message() {
         let mut q = QueueCore::new(InstantRing::new(2), false);
-        q.submit(Request {
-            op: Op::Discard { len: 512 },
-            start: 0,
-            user_data: 7,
-            flags: 0,
-        });
+        submit(
+            &mut q,
+            Request {
+                op: Op::Discard { len: 512 },
+                start: 0,
+                user_data: 7,
+                flags: 0,
+            },
+        );
         let mut out = vec![empty(); 1];
         assert_eq!(q.do_io(&mut out, 1, None, None).unwrap(), 1);
         assert_eq!(out[0].ret, -libc::ENOTSUP);

@@ -32,6 +32,10 @@ const IORING_OP_READ: u8 = 22;
 const IORING_OP_WRITE: u8 = 23;
 const IOSQE_FIXED_FILE: u8 = 1;
 
+/// [`Slot::expect`] of requests whose CQEs always take the full path; no
+/// CQE result (an `i32`) equals it.
+const NO_SHORTCUT: i64 = i64::MIN;
+
 /// What a busy slot is doing.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -41,9 +45,14 @@ enum Phase {
 }
 
 /// One request in the ring. Slots are reused in place: `enqueue` writes
-/// only `req`, `done` and `phase`; `rest` is `None` whenever a slot is free.
+/// only `req` and `expect`; a free slot has `done` 0, `phase` `Main` and
+/// `rest` `None` (the full completion path restores them; the shortcut
+/// never changes them).
 struct Slot {
     req: Request,
+    /// The CQE result that completes the request with 0 in one step (the
+    /// length of a plain read or write), or [`NO_SHORTCUT`].
+    expect: i64,
     /// Bytes already transferred by earlier SQEs of this request.
     done: u64,
     phase: Phase,
@@ -72,8 +81,6 @@ struct Requests {
     free: Vec<u32>,
     /// Slots whose next SQE could not be queued yet (SQ was full).
     retry: Vec<u32>,
-    /// Requests in the ring (busy slots).
-    busy: usize,
     poll: bool,
     fallocate: bool,
 }
@@ -112,6 +119,7 @@ impl RingQueue {
                 user_data: 0,
                 flags: 0,
             },
+            expect: NO_SHORTCUT,
             done: 0,
             phase: Phase::Main,
             rest: None,
@@ -124,7 +132,6 @@ impl RingQueue {
                 slots: (0..capacity).map(|_| idle()).collect(),
                 free: (0..capacity).rev().collect(),
                 retry: Vec::with_capacity(capacity as usize),
-                busy: 0,
                 poll,
                 fallocate,
             },
@@ -144,11 +151,12 @@ impl RingQueue {
 
     /// [`QueueDriver::enqueue`] for everything but plain data transfers.
     #[cold]
+    #[inline(never)]
     fn enqueue_other(&mut self, req: &Request) -> Enqueue {
         if let Some((errno, msg)) = self.reqs.refuse(req) {
             return Enqueue::Failed(errno, msg);
         }
-        let Some(idx) = self.reqs.take_slot(req) else {
+        let Some(idx) = self.reqs.take_slot(req, NO_SHORTCUT) else {
             return Enqueue::Full;
         };
         let pushed = self.push(idx);
@@ -170,12 +178,11 @@ impl RingQueue {
 impl Requests {
     /// A free slot holding `req`, or `None` when all are busy.
     #[inline(always)]
-    fn take_slot(&mut self, req: &Request) -> Option<u32> {
+    fn take_slot(&mut self, req: &Request, expect: i64) -> Option<u32> {
         let idx = self.free.pop()?;
         let slot = &mut self.slots[idx as usize];
         slot.req = *req;
-        slot.done = 0;
-        slot.phase = Phase::Main;
+        slot.expect = expect;
         Some(idx)
     }
 
@@ -183,7 +190,6 @@ impl Requests {
     #[inline(always)]
     fn placed(&mut self, idx: u32, pushed: bool) -> Enqueue {
         if pushed {
-            self.busy += 1;
             Enqueue::Queued
         } else {
             self.free.push(idx);
@@ -302,9 +308,32 @@ impl Requests {
         }
     }
 
-    /// Handles one CQE; returns the request's completion when it is done.
+    /// Requests in the ring (busy slots).
     #[inline(always)]
-    fn complete(&mut self, idx: u32, res: i32) -> Option<Completion> {
+    fn busy(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// The shortcut for one CQE: a plain read or write that transferred
+    /// everything is done with 0; returns its user data. `None` leaves the
+    /// CQE to [`Requests::complete`].
+    #[inline(always)]
+    fn complete_full(&mut self, idx: u32, res: i32) -> Option<usize> {
+        let slot = &self.slots[idx as usize];
+        if i64::from(res) != slot.expect {
+            return None;
+        }
+        let user_data = slot.req.user_data;
+        self.free.push(idx);
+        Some(user_data)
+    }
+
+    /// Handles one CQE that did not take the shortcut (errors, short
+    /// transfers, vectored and other requests); returns the request's user
+    /// data and result when it is done.
+    #[cold]
+    #[inline(never)]
+    fn complete(&mut self, idx: u32, res: i32) -> Option<(usize, i32)> {
         let slot = &mut self.slots[idx as usize];
         let ret = match slot.req.op {
             Op::Read { .. } | Op::Write { .. } | Op::Readv { .. } | Op::Writev { .. } => {
@@ -322,6 +351,7 @@ impl Requests {
                     }
                 } else if (res as u64) < expected {
                     slot.done += res as u64;
+                    slot.expect = NO_SHORTCUT;
                     advance(slot);
                     self.retry.push(idx);
                     return None;
@@ -346,9 +376,10 @@ impl Requests {
         if slot.rest.is_some() {
             slot.rest = None;
         }
+        slot.done = 0;
+        slot.phase = Phase::Main;
         self.free.push(idx);
-        self.busy -= 1;
-        Some(Completion::new(user_data, ret, None))
+        Some((user_data, ret))
     }
 }
 
@@ -412,18 +443,20 @@ impl QueueDriver for RingQueue {
     #[inline(always)]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
         let dsync = if req.fua() { RWF_DSYNC } else { 0 };
-        let (opcode, addr, len, dsync) = match req.op {
+        let (opcode, addr, len, dsync, expect) = match req.op {
             Op::Read { buf, len } if len <= u32::MAX as usize => {
-                (IORING_OP_READ, buf as u64, len as u32, 0)
+                (IORING_OP_READ, buf as u64, len as u32, 0, len as i64)
             }
             Op::Write { buf, len } if len <= u32::MAX as usize => {
-                (IORING_OP_WRITE, buf as u64, len as u32, dsync)
+                (IORING_OP_WRITE, buf as u64, len as u32, dsync, len as i64)
             }
-            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov as u64, iovcnt, 0),
-            Op::Writev { iov, iovcnt } => (IORING_OP_WRITEV, iov as u64, iovcnt, dsync),
+            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov as u64, iovcnt, 0, NO_SHORTCUT),
+            Op::Writev { iov, iovcnt } => {
+                (IORING_OP_WRITEV, iov as u64, iovcnt, dsync, NO_SHORTCUT)
+            }
             _ => return self.enqueue_other(req),
         };
-        let Some(idx) = self.reqs.take_slot(req) else {
+        let Some(idx) = self.reqs.take_slot(req, expect) else {
             return Enqueue::Full;
         };
         let sqe = RwSqe {
@@ -456,13 +489,20 @@ impl QueueDriver for RingQueue {
         self.rings.reap(
             out.len(),
             #[inline(always)]
-            |cqe| match reqs.complete(cqe.user_data() as u32, cqe.result()) {
-                Some(c) => {
-                    out[n] = c;
-                    n += 1;
-                    true
+            |cqe| {
+                let (idx, res) = (cqe.user_data() as u32, cqe.result());
+                let done = match reqs.complete_full(idx, res) {
+                    Some(user_data) => Some((user_data, 0)),
+                    None => reqs.complete(idx, res),
+                };
+                match done {
+                    Some((user_data, ret)) => {
+                        out[n] = Completion::new(user_data, ret, None);
+                        n += 1;
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
             },
         );
         if !self.reqs.retry.is_empty() {
@@ -473,7 +513,7 @@ impl QueueDriver for RingQueue {
 
     #[inline]
     fn in_flight(&self) -> usize {
-        self.reqs.busy
+        self.reqs.busy()
     }
 
     #[inline]
@@ -520,7 +560,7 @@ impl Drop for RingQueue {
     /// application may free its buffers. SQEs never submitted are dropped.
     fn drop(&mut self) {
         let unsubmitted = self.rings.unsubmitted() as usize + self.reqs.retry.len();
-        let mut in_kernel = self.reqs.busy.saturating_sub(unsubmitted);
+        let mut in_kernel = self.reqs.busy().saturating_sub(unsubmitted);
         let deadline = std::time::Instant::now() + DRAIN_LIMIT;
         while in_kernel > 0 {
             in_kernel -= self.rings.reap(in_kernel, |_| true);
