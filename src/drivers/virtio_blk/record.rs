@@ -43,19 +43,21 @@ unsafe impl Send for Records {}
 impl Records {
     /// # Safety
     ///
-    /// `base` points to `count` × [`RECORD_LEN`] bytes of queue memory that
+    /// `count` is a power of two; `base` points to `count` × [`RECORD_LEN`] bytes of queue memory that
     /// outlive this value and are shared only with the device.
     pub unsafe fn new(base: NonNull<u8>, count: usize) -> Records {
+        debug_assert!(count.is_power_of_two());
         Records { base, count }
     }
 
-    /// Record `id` (checked once per access: the fields are at fixed
-    /// offsets below [`RECORD_LEN`]).
+    /// Record `id` modulo the (power of two) count; the fields are at
+    /// fixed offsets below [`RECORD_LEN`].
     #[inline]
     fn record(&self, id: u16) -> *mut u8 {
-        assert!((id as usize) < self.count);
-        // SAFETY: inside the records area.
-        unsafe { self.base.as_ptr().add(id as usize * RECORD_LEN) }
+        debug_assert!((id as usize) < self.count);
+        let i = id as usize & (self.count - 1);
+        // SAFETY: `i` < count (masked), inside the records area.
+        unsafe { self.base.as_ptr().add(i * RECORD_LEN) }
     }
 
     /// Fills record `id` for a new request.
@@ -67,8 +69,8 @@ impl Records {
         // SAFETY: unaligned writes at fixed offsets inside record `id`; the
         // chain is not published yet, so the device does not look at it.
         unsafe {
-            r.cast::<u32>().write_unaligned(h.kind.to_le());
-            r.add(4).cast::<u32>().write_unaligned(0);
+            // type and the reserved word in one store
+            r.cast::<u64>().write_unaligned((h.kind as u64).to_le());
             r.add(8).cast::<u64>().write_unaligned(h.sector.to_le());
             r.add(16).write_volatile(STATUS_UNSET);
             if let Some((seg_sector, seg_num, seg_flags)) = h.segment {
@@ -80,6 +82,7 @@ impl Records {
     }
 
     /// The status byte of a used chain.
+    #[inline]
     pub fn status(&self, id: u16) -> u8 {
         // SAFETY: inside record `id`; read after the used ring said so.
         unsafe { self.record(id).add(16).read_volatile() }

@@ -38,6 +38,12 @@ pub trait Virtqueue: Send {
     /// returns its id (the value [`Virtqueue::next_id`] announced).
     fn add_chain(&mut self, chain: &[Buffer]) -> u16;
 
+    /// [`Virtqueue::add_chain`] for the usual three-descriptor chain
+    /// (header, one data buffer, status), which a ring may build unrolled.
+    fn add_chain3(&mut self, chain: [Buffer; 3]) -> u16 {
+        self.add_chain(&chain)
+    }
+
     /// Used entries the device has produced and we have not popped yet.
     fn used_pending(&self) -> u16;
 

@@ -9,7 +9,10 @@
 //!
 //! Free descriptors form a list through their `next` fields. A chain takes
 //! descriptors from the head of that list in list order and keeps the
-//! links, so freeing a chain only relinks its last descriptor.
+//! links, so freeing a chain only relinks its last descriptor (remembered
+//! per head, so freeing does not walk the chain). Indexes read back from
+//! the shared table are masked to the ring size, so a device that scribbles
+//! on it can break its own requests but not make us write outside the ring.
 //!
 //! Memory ordering: descriptors and ring slots are written before the
 //! release store of `avail.idx`; used entries are read after the acquire
@@ -79,8 +82,17 @@ pub struct SplitQueue {
     used_last: u16,
     event_idx: bool,
     notify: bool,
-    /// Descriptor count of each in-flight chain, by head; 0 = not in flight.
-    chain_len: Box<[u16]>,
+    /// Each in-flight chain, by head.
+    chains: Box<[Chain]>,
+}
+
+/// An in-flight chain, by head index.
+#[derive(Clone, Copy, Default)]
+struct Chain {
+    /// Descriptor count; 0 = not in flight.
+    len: u16,
+    /// Its last descriptor.
+    tail: u16,
 }
 
 // SAFETY: the ring memory is owned by the queue that owns this value (see
@@ -116,7 +128,7 @@ impl SplitQueue {
             used_last: 0,
             event_idx,
             notify: true,
-            chain_len: vec![0; size as usize].into_boxed_slice(),
+            chains: vec![Chain::default(); size as usize].into_boxed_slice(),
         };
         for i in 0..size {
             let next = if i + 1 < size { i + 1 } else { NO_NEXT };
@@ -126,10 +138,61 @@ impl SplitQueue {
         q
     }
 
+    /// Descriptor `i` modulo the ring size.
+    #[inline]
     fn descriptor(&self, i: u16) -> *mut Descriptor {
-        debug_assert!(i < self.size);
-        // SAFETY: `i` < size, inside the descriptor table.
-        unsafe { self.desc.as_ptr().add(i as usize) }
+        // SAFETY: masked below the (power of two) size: inside the table.
+        unsafe { self.desc.as_ptr().add((i & (self.size - 1)) as usize) }
+    }
+
+    /// Writes `chain` into the descriptors from the free head on and
+    /// publishes it; inlined so that fixed-length chains unroll.
+    #[inline(always)]
+    fn place(&mut self, chain: &[Buffer]) -> u16 {
+        assert!(!chain.is_empty() && chain.len() <= self.num_free as usize);
+        let head = self.free_head & (self.size - 1);
+        let mut idx = head;
+        let mut tail = head;
+        for (i, buf) in chain.iter().enumerate() {
+            let mut flags = 0;
+            if buf.device_writable {
+                flags |= VRING_DESC_F_WRITE as u16;
+            }
+            if i + 1 < chain.len() {
+                flags |= VRING_DESC_F_NEXT as u16;
+            }
+            tail = idx;
+            let d = self.descriptor(idx);
+            // SAFETY: a free descriptor of this ring (`descriptor` masks).
+            unsafe {
+                (*d).addr = buf.addr.to_le();
+                (*d).len = buf.len.to_le();
+                (*d).flags = flags.to_le();
+                idx = u16::from_le((*d).next);
+            }
+        }
+        self.free_head = idx;
+        self.num_free -= chain.len() as u16;
+        // SAFETY: `head` is masked below size, the length of `chains`.
+        unsafe {
+            *self.chains.get_unchecked_mut(head as usize) = Chain {
+                len: chain.len() as u16,
+                tail: tail & (self.size - 1),
+            }
+        };
+
+        let slot = (self.avail_idx & (self.size - 1)) as usize;
+        // SAFETY: `avail.ring[slot]`, slot < N.
+        unsafe {
+            self.avail
+                .as_ptr()
+                .add(2 + slot)
+                .write_volatile(head.to_le())
+        };
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.avail_idx_atomic()
+            .store(self.avail_idx.to_le(), Ordering::Release);
+        head
     }
 
     fn avail_idx_atomic(&self) -> &AtomicU16 {
@@ -188,49 +251,20 @@ impl Virtqueue for SplitQueue {
     }
 
     fn add_chain(&mut self, chain: &[Buffer]) -> u16 {
-        assert!(!chain.is_empty() && chain.len() <= self.num_free as usize);
-        let head = self.free_head;
-        let mut idx = head;
-        for (i, buf) in chain.iter().enumerate() {
-            let d = self.descriptor(idx);
-            let mut flags = 0;
-            if buf.device_writable {
-                flags |= VRING_DESC_F_WRITE as u16;
-            }
-            if i + 1 < chain.len() {
-                flags |= VRING_DESC_F_NEXT as u16;
-            }
-            // SAFETY: `idx` is a free descriptor of this ring (the free
-            // list only holds indexes < size).
-            unsafe {
-                (*d).addr = buf.addr.to_le();
-                (*d).len = buf.len.to_le();
-                (*d).flags = flags.to_le();
-                idx = u16::from_le((*d).next);
-            }
-        }
-        self.free_head = idx;
-        self.num_free -= chain.len() as u16;
-        self.chain_len[head as usize] = chain.len() as u16;
-
-        let slot = (self.avail_idx & (self.size - 1)) as usize;
-        // SAFETY: `avail.ring[slot]`, slot < N.
-        unsafe {
-            self.avail
-                .as_ptr()
-                .add(2 + slot)
-                .write_volatile(head.to_le())
-        };
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.avail_idx_atomic()
-            .store(self.avail_idx.to_le(), Ordering::Release);
-        head
+        self.place(chain)
     }
 
+    #[inline]
+    fn add_chain3(&mut self, chain: [Buffer; 3]) -> u16 {
+        self.place(&chain)
+    }
+
+    #[inline]
     fn used_pending(&self) -> u16 {
         u16::from_le(self.used_idx_atomic().load(Ordering::Acquire)).wrapping_sub(self.used_last)
     }
 
+    #[inline]
     fn pop_used(&mut self) -> Option<u16> {
         loop {
             if self.used_pending() == 0 {
@@ -252,19 +286,15 @@ impl Virtqueue for SplitQueue {
                 fence(Ordering::SeqCst);
             }
             let head = (id & (self.size as u32 - 1)) as u16;
-            let len = std::mem::take(&mut self.chain_len[head as usize]);
-            if len == 0 {
+            // SAFETY: `head` is masked below size, the length of `chains`.
+            let chain = std::mem::take(unsafe { self.chains.get_unchecked_mut(head as usize) });
+            if chain.len == 0 {
                 continue; // not a chain of ours: skip it
             }
-            let mut last = head;
-            for _ in 1..len {
-                // SAFETY: `last` is a descriptor of this in-flight chain.
-                last = u16::from_le(unsafe { (*self.descriptor(last)).next });
-            }
-            // SAFETY: as above.
-            unsafe { (*self.descriptor(last)).next = self.free_head.to_le() };
+            // SAFETY: the chain's last descriptor (`descriptor` masks).
+            unsafe { (*self.descriptor(chain.tail)).next = self.free_head.to_le() };
             self.free_head = head;
-            self.num_free += len;
+            self.num_free += chain.len;
             return Some(head);
         }
     }
@@ -444,7 +474,7 @@ mod tests {
             buf(0x2000, 512, true),
             buf(0x3000, 1, true),
         ];
-        assert_eq!(q.add_chain(&chain), 0);
+        assert_eq!(q.add_chain3(chain), 0);
         assert_eq!(q.num_free(), 5);
         assert_eq!(q.next_id(), Some(3));
         assert_eq!(q.add_chain(&chain[..2]), 3);
@@ -468,8 +498,13 @@ mod tests {
         assert_eq!(q.pop_used(), Some(0));
         assert_eq!(q.pop_used(), None);
         assert_eq!(q.num_free(), 8);
-        // The most recently freed chain is reused first.
+        // The most recently freed chain is reused first, and its
+        // descriptors follow in the old order.
         assert_eq!(q.next_id(), Some(0));
+        assert_eq!(q.add_chain3(chain), 0);
+        assert_eq!(ring.take().unwrap().1.len(), 3);
+        assert_eq!((ring.desc(0).3, ring.desc(1).3), (1, 2));
+        assert_eq!(q.next_id(), Some(3));
     }
 
     #[test]
