@@ -97,9 +97,21 @@ pub trait QueueOps: Send {
         timeout: Option<&mut libc::timespec>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize>;
+    /// [`QueueOps::do_io`] without timeout or signal mask (the usual
+    /// call): the number of completions, or [`FAILED`] with the error kept
+    /// for [`QueueOps::take_error`]. A number comes back in a register, a
+    /// `Result` through memory.
+    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize;
+    /// The error of the last [`QueueOps::do_io_plain`] that returned
+    /// [`FAILED`].
+    fn take_error(&mut self) -> Error;
     fn completion_fd(&self) -> RawFd;
     fn set_completion_fd_enabled(&mut self, enabled: bool);
 }
+
+/// What [`QueueOps::do_io_plain`] returns when the call failed (never a
+/// completion count: those are at most `c_int::MAX`).
+pub const FAILED: usize = usize::MAX;
 
 /// `struct blkioq`: the handle the application holds. Each method is one
 /// indirect call into the driver-specific [`QueueCore`].
@@ -181,7 +193,20 @@ impl Queue {
         timeout: Option<&mut libc::timespec>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
-        self.ops.do_io(out, min, timeout, sig)
+        if timeout.is_none() && sig.is_none() {
+            match self.ops.do_io_plain(out, min) {
+                FAILED => Err(self.take_error()),
+                n => Ok(n),
+            }
+        } else {
+            self.ops.do_io(out, min, timeout, sig)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_error(&mut self) -> Error {
+        self.ops.take_error()
     }
 
     pub fn completion_fd(&self) -> RawFd {
@@ -199,6 +224,8 @@ pub struct QueueCore<D> {
     backlog: VecDeque<Request>,
     completions: VecDeque<Completion>,
     poll: bool,
+    /// The failure behind the last [`FAILED`] of [`QueueOps::do_io_plain`].
+    error: Option<Error>,
 }
 
 impl<D: QueueDriver> QueueCore<D> {
@@ -208,6 +235,7 @@ impl<D: QueueDriver> QueueCore<D> {
             backlog: VecDeque::with_capacity(64),
             completions: VecDeque::with_capacity(16),
             poll,
+            error: None,
         }
     }
 
@@ -418,6 +446,14 @@ impl<D: QueueDriver> QueueCore<D> {
         self.continue_plain(out, min, n)
     }
 
+    /// Keeps `e` for [`QueueOps::take_error`]; returns [`FAILED`].
+    #[cold]
+    #[inline(never)]
+    fn keep_error(&mut self, e: Error) -> usize {
+        self.error = Some(e);
+        FAILED
+    }
+
     /// Both backlogs are empty (the usual state).
     #[inline(always)]
     fn backlogs_empty(&self) -> bool {
@@ -623,6 +659,24 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
         QueueCore::do_io(self, out, min, timeout, sig)
+    }
+
+    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize {
+        let result = if self.poll {
+            self.do_io_with(out, min, None, None)
+        } else {
+            self.do_io_plain(out, min)
+        };
+        match result {
+            Ok(n) => n,
+            Err(e) => self.keep_error(e),
+        }
+    }
+
+    fn take_error(&mut self) -> Error {
+        self.error
+            .take()
+            .unwrap_or_else(|| Error::new(libc::EIO, "no error recorded for the failed call"))
     }
 
     fn completion_fd(&self) -> RawFd {
