@@ -360,7 +360,12 @@ impl Requests {
     /// CQE to [`Requests::complete`].
     #[inline(always)]
     fn complete_full(&mut self, idx: u32, res: i32) -> Option<usize> {
-        let slot = &self.slots[idx as usize];
+        debug_assert!((idx as usize) < self.slots.len());
+        // SAFETY: `idx` is the user data of a CQE of this queue's private
+        // ring, whose every SQE carries the index of its slot (see
+        // `RingQueue::rw_sqe` and `Requests::sqe`), and the kernel returns
+        // it unchanged; the slot table never shrinks.
+        let slot = unsafe { self.slots.get_unchecked(idx as usize) };
         if i64::from(res) != slot.expect {
             return None;
         }
@@ -548,7 +553,13 @@ impl QueueDriver for RingQueue {
                 };
                 match done {
                     Some((user_data, ret)) => {
-                        out[n] = Completion::new(user_data, ret, None);
+                        debug_assert!(n < out.len());
+                        // SAFETY: `Rings::reap` calls this only while fewer
+                        // than `out.len()` calls returned true, and `n`
+                        // counts those.
+                        unsafe {
+                            *out.get_unchecked_mut(n) = Completion::new(user_data, ret, None)
+                        };
                         n += 1;
                         true
                     }
