@@ -480,16 +480,7 @@ pub unsafe extern "C" fn blkioq_read(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit(
-        q,
-        Op::Read {
-            buf: buf.cast(),
-            len,
-        },
-        start,
-        user_data,
-        flags,
-    );
+    q.read(start, buf.cast(), len, user_data as usize, flags);
 }
 
 /// # Safety
@@ -504,16 +495,7 @@ pub unsafe extern "C" fn blkioq_write(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit(
-        q,
-        Op::Write {
-            buf: buf.cast(),
-            len,
-        },
-        start,
-        user_data,
-        flags,
-    );
+    q.write(start, buf.cast(), len, user_data as usize, flags);
 }
 
 /// # Safety

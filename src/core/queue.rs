@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
-use super::request::{Completion, Request};
+use super::request::{Completion, Op, Request, Transfer, REQ_FUA};
 
 /// What a driver did with a request offered to its ring.
 pub enum Enqueue {
@@ -36,6 +36,16 @@ pub enum Enqueue {
 pub trait QueueDriver: Send {
     /// Offers `req` to the ring. Flags were already validated.
     fn enqueue(&mut self, req: &Request) -> Enqueue;
+
+    /// Places a plain read or write if that needs no decision (room in
+    /// the ring, nothing to refuse) and returns true; false, with nothing
+    /// changed, leaves the request to [`QueueDriver::enqueue`]. Drivers
+    /// with such a quick path override this; by default every request
+    /// takes `enqueue`.
+    #[inline(always)]
+    fn enqueue_transfer(&mut self, _t: Transfer) -> bool {
+        false
+    }
 
     /// Moves finished requests into `out`; returns how many were written.
     fn reap(&mut self, out: &mut [Completion]) -> usize;
@@ -70,6 +80,13 @@ pub trait QueueDriver: Send {
 pub trait QueueOps: Send {
     /// Accepts a request that passed [`Request::check`].
     fn place(&mut self, req: Request);
+    /// [`QueueOps::place`] of a plain read (flags 0) that passed its
+    /// checks. Reads and writes, nearly every request, get their own entry
+    /// points: the arguments arrive in registers instead of as a request
+    /// built on the stack, and the compiled path knows the request type.
+    fn place_read(&mut self, start: u64, buf: *mut u8, len: usize, user_data: usize);
+    /// [`QueueOps::place`] of a plain write that passed its checks.
+    fn place_write(&mut self, start: u64, buf: *const u8, len: usize, user_data: usize, flags: u32);
     /// Completes a request at once with `-errno` (the completion backlog).
     fn fail(&mut self, user_data: usize, errno: i32, msg: Option<&'static CStr>);
     /// `blkioq_do_io*` after argument validation; see [`QueueCore::do_io`].
@@ -80,9 +97,21 @@ pub trait QueueOps: Send {
         timeout: Option<&mut libc::timespec>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize>;
+    /// [`QueueOps::do_io`] without timeout or signal mask (the usual
+    /// call): the number of completions, or [`FAILED`] with the error kept
+    /// for [`QueueOps::take_error`]. A number comes back in a register, a
+    /// `Result` through memory.
+    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize;
+    /// The error of the last [`QueueOps::do_io_plain`] that returned
+    /// [`FAILED`].
+    fn take_error(&mut self) -> Error;
     fn completion_fd(&self) -> RawFd;
     fn set_completion_fd_enabled(&mut self, enabled: bool);
 }
+
+/// What [`QueueOps::do_io_plain`] returns when the call failed (never a
+/// completion count: those are at most `c_int::MAX`).
+pub const FAILED: usize = usize::MAX;
 
 /// `struct blkioq`: the handle the application holds. Each method is one
 /// indirect call into the driver-specific [`QueueCore`].
@@ -110,6 +139,46 @@ impl Queue {
         }
     }
 
+    /// [`Queue::submit`] of `blkioq_read`. The valid case (flags 0, a
+    /// buffer unless the length is 0: what [`Request::check`] asks of a
+    /// read) is two tests; anything else takes the general path.
+    #[inline(always)]
+    pub fn read(&mut self, start: u64, buf: *mut u8, len: usize, user_data: usize, flags: u32) {
+        if flags == 0 && !(buf.is_null() && len > 0) {
+            self.ops.place_read(start, buf, len, user_data)
+        } else {
+            self.submit_cold(Request {
+                op: Op::Read { buf, len },
+                start,
+                user_data,
+                flags,
+            })
+        }
+    }
+
+    /// [`Queue::submit`] of `blkioq_write`; as [`Queue::read`], with
+    /// `BLKIO_REQ_FUA` allowed.
+    #[inline(always)]
+    pub fn write(&mut self, start: u64, buf: *const u8, len: usize, user_data: usize, flags: u32) {
+        if flags & !REQ_FUA == 0 && !(buf.is_null() && len > 0) {
+            self.ops.place_write(start, buf, len, user_data, flags)
+        } else {
+            self.submit_cold(Request {
+                op: Op::Write { buf, len },
+                start,
+                user_data,
+                flags,
+            })
+        }
+    }
+
+    /// [`Queue::submit`] for a read or write that failed the quick test.
+    #[cold]
+    #[inline(never)]
+    fn submit_cold(&mut self, req: Request) {
+        self.submit(req)
+    }
+
     #[inline]
     pub fn fail(&mut self, user_data: usize, errno: i32, msg: Option<&'static CStr>) {
         self.ops.fail(user_data, errno, msg)
@@ -124,7 +193,20 @@ impl Queue {
         timeout: Option<&mut libc::timespec>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
-        self.ops.do_io(out, min, timeout, sig)
+        if timeout.is_none() && sig.is_none() {
+            match self.ops.do_io_plain(out, min) {
+                FAILED => Err(self.take_error()),
+                n => Ok(n),
+            }
+        } else {
+            self.ops.do_io(out, min, timeout, sig)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_error(&mut self) -> Error {
+        self.ops.take_error()
     }
 
     pub fn completion_fd(&self) -> RawFd {
@@ -142,6 +224,8 @@ pub struct QueueCore<D> {
     backlog: VecDeque<Request>,
     completions: VecDeque<Completion>,
     poll: bool,
+    /// The failure behind the last [`FAILED`] of [`QueueOps::do_io_plain`].
+    error: Option<Error>,
 }
 
 impl<D: QueueDriver> QueueCore<D> {
@@ -151,6 +235,7 @@ impl<D: QueueDriver> QueueCore<D> {
             backlog: VecDeque::with_capacity(64),
             completions: VecDeque::with_capacity(16),
             poll,
+            error: None,
         }
     }
 
@@ -165,6 +250,44 @@ impl<D: QueueDriver> QueueCore<D> {
             Enqueue::Full => self.defer(req),
             Enqueue::Failed(errno, msg) => self.fail(req.user_data, errno, msg),
         }
+    }
+
+    /// The quick path of a plain read or write: true when the driver
+    /// placed it with nothing to decide (no backlog, room in the ring).
+    #[inline(always)]
+    fn place_quick(&mut self, t: Transfer) -> bool {
+        self.backlog.is_empty() && self.driver.enqueue_transfer(t)
+    }
+
+    /// [`QueueOps::place_read`] when the quick path did not take it. Same
+    /// arguments as the caller, so that the call is a jump and the quick
+    /// path saves no registers.
+    #[inline(never)]
+    fn place_read_slow(&mut self, start: u64, buf: *mut u8, len: usize, user_data: usize) {
+        self.place(Request {
+            op: Op::Read { buf, len },
+            start,
+            user_data,
+            flags: 0,
+        })
+    }
+
+    /// [`QueueOps::place_write`] when the quick path did not take it.
+    #[inline(never)]
+    fn place_write_slow(
+        &mut self,
+        start: u64,
+        buf: *const u8,
+        len: usize,
+        user_data: usize,
+        flags: u32,
+    ) {
+        self.place(Request {
+            op: Op::Write { buf, len },
+            start,
+            user_data,
+            flags,
+        })
     }
 
     /// Puts a request at the end of the request backlog.
@@ -321,6 +444,14 @@ impl<D: QueueDriver> QueueCore<D> {
             return Ok(n);
         }
         self.continue_plain(out, min, n)
+    }
+
+    /// Keeps `e` for [`QueueOps::take_error`]; returns [`FAILED`].
+    #[cold]
+    #[inline(never)]
+    fn keep_error(&mut self, e: Error) -> usize {
+        self.error = Some(e);
+        FAILED
     }
 
     /// Both backlogs are empty (the usual state).
@@ -481,6 +612,41 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         QueueCore::place(self, req)
     }
 
+    fn place_read(&mut self, start: u64, buf: *mut u8, len: usize, user_data: usize) {
+        let t = Transfer {
+            write: false,
+            buf,
+            len,
+            start,
+            user_data,
+            flags: 0,
+        };
+        if !self.place_quick(t) {
+            self.place_read_slow(start, buf, len, user_data)
+        }
+    }
+
+    fn place_write(
+        &mut self,
+        start: u64,
+        buf: *const u8,
+        len: usize,
+        user_data: usize,
+        flags: u32,
+    ) {
+        let t = Transfer {
+            write: true,
+            buf: buf.cast_mut(),
+            len,
+            start,
+            user_data,
+            flags,
+        };
+        if !self.place_quick(t) {
+            self.place_write_slow(start, buf, len, user_data, flags)
+        }
+    }
+
     fn fail(&mut self, user_data: usize, errno: i32, msg: Option<&'static CStr>) {
         QueueCore::fail(self, user_data, errno, msg)
     }
@@ -493,6 +659,24 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
         QueueCore::do_io(self, out, min, timeout, sig)
+    }
+
+    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize {
+        let result = if self.poll {
+            self.do_io_with(out, min, None, None)
+        } else {
+            self.do_io_plain(out, min)
+        };
+        match result {
+            Ok(n) => n,
+            Err(e) => self.keep_error(e),
+        }
+    }
+
+    fn take_error(&mut self) -> Error {
+        self.error
+            .take()
+            .unwrap_or_else(|| Error::new(libc::EIO, "no error recorded for the failed call"))
     }
 
     fn completion_fd(&self) -> RawFd {
@@ -536,7 +720,7 @@ fn duration_to_timespec(d: Duration) -> libc::timespec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::{Op, REQ_FUA};
+    use crate::core::request::REQ_FUA;
 
     /// A ring of fixed capacity whose requests complete when submitted:
     /// enough to exercise the backlog and counting rules of `do_io`.

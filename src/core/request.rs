@@ -146,6 +146,43 @@ impl Op {
     }
 }
 
+/// A plain read or write (`blkioq_read` / `blkioq_write`) that passed the
+/// call-time checks: the request path's form of [`Op::Read`] /
+/// [`Op::Write`], passed around as scalars rather than as a [`Request`]
+/// so that the common case needs no request type to match.
+#[derive(Clone, Copy, Debug)]
+pub struct Transfer {
+    pub write: bool,
+    /// Written to by a read, only read by a write.
+    pub buf: *mut u8,
+    pub len: usize,
+    pub start: u64,
+    pub user_data: usize,
+    /// 0, or `REQ_FUA` on a write.
+    pub flags: u32,
+}
+
+impl Transfer {
+    /// The same request in its general form.
+    #[inline]
+    pub fn request(&self) -> Request {
+        let (buf, len) = (self.buf, self.len);
+        Request {
+            op: if self.write {
+                Op::Write {
+                    buf: buf.cast_const(),
+                    len,
+                }
+            } else {
+                Op::Read { buf, len }
+            },
+            start: self.start,
+            user_data: self.user_data,
+            flags: self.flags,
+        }
+    }
+}
+
 /// A request waiting for, or placed in, a queue.
 #[derive(Clone, Copy, Debug)]
 pub struct Request {
@@ -216,6 +253,24 @@ impl Request {
             Op::ReportZones { zones, nr_zones } => zones.is_null() && nr_zones > 0,
             _ => false,
         }
+    }
+
+    /// A plain read or write in its request-path form.
+    #[inline(always)]
+    pub fn transfer(&self) -> Option<Transfer> {
+        let (write, buf, len) = match self.op {
+            Op::Read { buf, len } => (false, buf, len),
+            Op::Write { buf, len } => (true, buf.cast_mut(), len),
+            _ => return None,
+        };
+        Some(Transfer {
+            write,
+            buf,
+            len,
+            start: self.start,
+            user_data: self.user_data,
+            flags: self.flags,
+        })
     }
 
     #[inline]

@@ -221,7 +221,7 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
     /// is reaped.
     #[inline(always)]
     pub unsafe fn push(&mut self, entry: S) -> bool {
-        if self.tail.wrapping_sub(self.head) == self.sq_entries {
+        if self.sq_full() {
             return false;
         }
         // SAFETY: the index is masked into the SQE array, and the slot is
@@ -235,18 +235,37 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
         true
     }
 
+    /// Whether the SQ has no room for another entry.
+    #[inline(always)]
+    pub fn sq_full(&self) -> bool {
+        self.tail.wrapping_sub(self.head) == self.sq_entries
+    }
+
     /// [`Rings::push`] for a 64-byte read/write SQE.
     ///
     /// # Safety
     /// As for [`Rings::push`]; `S` is a 64-byte SQE.
     #[inline(always)]
     pub unsafe fn push_rw(&mut self, sqe: RwSqe) -> bool {
-        debug_assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<RwSqe>());
-        if self.tail.wrapping_sub(self.head) == self.sq_entries {
+        if self.sq_full() {
             return false;
         }
-        // SAFETY: as in `push`; the SQE array holds 64-byte entries and
-        // `RwSqe` is the kernel's layout of one.
+        // SAFETY: the caller's promise; there is room.
+        unsafe { self.push_rw_unchecked(sqe) };
+        true
+    }
+
+    /// [`Rings::push_rw`] when the SQ is known to have room.
+    ///
+    /// # Safety
+    /// As for [`Rings::push`]; `S` is a 64-byte SQE; `!self.sq_full()`.
+    #[inline(always)]
+    pub unsafe fn push_rw_unchecked(&mut self, sqe: RwSqe) {
+        debug_assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<RwSqe>());
+        debug_assert!(!self.sq_full());
+        // SAFETY: the index is masked into the SQE array, which holds
+        // 64-byte entries (`RwSqe` is the kernel's layout of one); the
+        // entry is free since the SQ is not full.
         unsafe {
             self.sqes
                 .add((self.tail & self.sq_mask) as usize)
@@ -254,7 +273,6 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
                 .write(sqe)
         };
         self.tail = self.tail.wrapping_add(1);
-        true
     }
 
     /// SQEs written but not yet consumed by the kernel.

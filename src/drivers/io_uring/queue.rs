@@ -15,7 +15,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::file::{DeviceFile, BLOCK_URING_CMD_DISCARD};
 use crate::core::queue::{Enqueue, QueueDriver};
-use crate::core::request::{Completion, Op, Request, REQ_NO_FALLBACK, REQ_NO_UNMAP};
+use crate::core::request::{
+    Completion, Op, Request, Transfer, REQ_FUA, REQ_NO_FALLBACK, REQ_NO_UNMAP,
+};
 use crate::core::{sys, Error, Result};
 use crate::drivers::uring_ring::{Rings, RwSqe};
 use crate::drivers::uring_wait;
@@ -156,10 +158,49 @@ impl RingQueue {
         if let Some((errno, msg)) = self.reqs.refuse(req) {
             return Enqueue::Failed(errno, msg);
         }
-        let Some(idx) = self.reqs.take_slot(req, NO_SHORTCUT) else {
+        let Some(idx) = self.reqs.take_slot(*req, NO_SHORTCUT) else {
             return Enqueue::Full;
         };
         let pushed = self.push(idx);
+        self.reqs.placed(idx, pushed)
+    }
+
+    /// The read/write SQE of slot `idx`.
+    #[inline(always)]
+    fn rw_sqe(&self, idx: u32, opcode: u8, addr: u64, len: u32, off: u64, dsync: i32) -> RwSqe {
+        RwSqe {
+            opcode,
+            flags: IOSQE_FIXED_FILE,
+            ioprio: 0,
+            fd: FIXED_FILE.0 as i32,
+            off,
+            addr,
+            len,
+            rw_flags: if self.reqs.poll { RWF_HIPRI } else { 0 } | dsync,
+            user_data: idx as u64,
+            buf_index: 0,
+            personality: 0,
+            file_index: 0,
+            addr3: 0,
+            pad: 0,
+        }
+    }
+
+    /// Writes the read/write SQE of slot `idx` in place.
+    #[inline(always)]
+    fn push_rw(
+        &mut self,
+        idx: u32,
+        opcode: u8,
+        addr: u64,
+        len: u32,
+        off: u64,
+        dsync: i32,
+    ) -> Enqueue {
+        let sqe = self.rw_sqe(idx, opcode, addr, len, off, dsync);
+        // SAFETY: the iovecs and buffers belong to the application, valid
+        // until completion by contract; the ring has 64-byte SQEs.
+        let pushed = unsafe { self.rings.push_rw(sqe) };
         self.reqs.placed(idx, pushed)
     }
 
@@ -178,10 +219,10 @@ impl RingQueue {
 impl Requests {
     /// A free slot holding `req`, or `None` when all are busy.
     #[inline(always)]
-    fn take_slot(&mut self, req: &Request, expect: i64) -> Option<u32> {
+    fn take_slot(&mut self, req: Request, expect: i64) -> Option<u32> {
         let idx = self.free.pop()?;
         let slot = &mut self.slots[idx as usize];
-        slot.req = *req;
+        slot.req = req;
         slot.expect = expect;
         Some(idx)
     }
@@ -319,7 +360,12 @@ impl Requests {
     /// CQE to [`Requests::complete`].
     #[inline(always)]
     fn complete_full(&mut self, idx: u32, res: i32) -> Option<usize> {
-        let slot = &self.slots[idx as usize];
+        debug_assert!((idx as usize) < self.slots.len());
+        // SAFETY: `idx` is the user data of a CQE of this queue's private
+        // ring, whose every SQE carries the index of its slot (see
+        // `RingQueue::rw_sqe` and `Requests::sqe`), and the kernel returns
+        // it unchanged; the slot table never shrinks.
+        let slot = unsafe { self.slots.get_unchecked(idx as usize) };
         if i64::from(res) != slot.expect {
             return None;
         }
@@ -437,48 +483,58 @@ fn zero_fill_rest(slot: &Slot) {
 }
 
 impl QueueDriver for RingQueue {
-    /// Data transfers (nearly every request) take a straight path: one
-    /// match, a slot, and the SQE written in place. Everything else goes
-    /// through [`RingQueue::enqueue_other`].
+    /// Data transfers (nearly every request) take a straight path: a
+    /// slot and the SQE written in place. Everything else goes through
+    /// [`RingQueue::enqueue_other`].
     #[inline(always)]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
-        let dsync = if req.fua() { RWF_DSYNC } else { 0 };
-        let (opcode, addr, len, dsync, expect) = match req.op {
-            Op::Read { buf, len } if len <= u32::MAX as usize => {
-                (IORING_OP_READ, buf as u64, len as u32, 0, len as i64)
-            }
-            Op::Write { buf, len } if len <= u32::MAX as usize => {
-                (IORING_OP_WRITE, buf as u64, len as u32, dsync, len as i64)
-            }
-            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov as u64, iovcnt, 0, NO_SHORTCUT),
-            Op::Writev { iov, iovcnt } => {
-                (IORING_OP_WRITEV, iov as u64, iovcnt, dsync, NO_SHORTCUT)
-            }
+        if let Some(t) = req.transfer() {
+            return if self.enqueue_transfer(t) {
+                Enqueue::Queued
+            } else if t.len > u32::MAX as usize {
+                self.enqueue_other(req)
+            } else {
+                Enqueue::Full
+            };
+        }
+        let (opcode, iov, iovcnt, dsync) = match req.op {
+            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov, iovcnt, 0),
+            Op::Writev { iov, iovcnt } => (
+                IORING_OP_WRITEV,
+                iov,
+                iovcnt,
+                if req.fua() { RWF_DSYNC } else { 0 },
+            ),
             _ => return self.enqueue_other(req),
         };
-        let Some(idx) = self.reqs.take_slot(req, expect) else {
+        let Some(idx) = self.reqs.take_slot(*req, NO_SHORTCUT) else {
             return Enqueue::Full;
         };
-        let sqe = RwSqe {
-            opcode,
-            flags: IOSQE_FIXED_FILE,
-            ioprio: 0,
-            fd: FIXED_FILE.0 as i32,
-            off: req.start,
-            addr,
-            len,
-            rw_flags: if self.reqs.poll { RWF_HIPRI } else { 0 } | dsync,
-            user_data: idx as u64,
-            buf_index: 0,
-            personality: 0,
-            file_index: 0,
-            addr3: 0,
-            pad: 0,
+        self.push_rw(idx, opcode, iov as u64, iovcnt, req.start, dsync)
+    }
+
+    /// A plain read or write with a length that fits the SQE, a free slot
+    /// and room in the SQ. The slot notes the length, so that a CQE that
+    /// transferred everything completes with one compare.
+    #[inline(always)]
+    fn enqueue_transfer(&mut self, t: Transfer) -> bool {
+        if t.len > u32::MAX as usize || self.rings.sq_full() {
+            return false;
+        }
+        let Some(idx) = self.reqs.take_slot(t.request(), t.len as i64) else {
+            return false;
         };
-        // SAFETY: the buffers and iovecs belong to the application, valid
-        // until completion by contract; the ring has 64-byte SQEs.
-        let pushed = unsafe { self.rings.push_rw(sqe) };
-        self.reqs.placed(idx, pushed)
+        let (opcode, dsync) = match (t.write, t.flags & REQ_FUA != 0) {
+            (false, _) => (IORING_OP_READ, 0),
+            (true, false) => (IORING_OP_WRITE, 0),
+            (true, true) => (IORING_OP_WRITE, RWF_DSYNC),
+        };
+        let sqe = self.rw_sqe(idx, opcode, t.buf as u64, t.len as u32, t.start, dsync);
+        // SAFETY: the buffer belongs to the application, valid until
+        // completion by contract; the ring has 64-byte SQEs and room
+        // (checked above).
+        unsafe { self.rings.push_rw_unchecked(sqe) };
+        true
     }
 
     /// Walks the completion queue once (one head update for the batch).
@@ -497,7 +553,13 @@ impl QueueDriver for RingQueue {
                 };
                 match done {
                     Some((user_data, ret)) => {
-                        out[n] = Completion::new(user_data, ret, None);
+                        debug_assert!(n < out.len());
+                        // SAFETY: `Rings::reap` calls this only while fewer
+                        // than `out.len()` calls returned true, and `n`
+                        // counts those.
+                        unsafe {
+                            *out.get_unchecked_mut(n) = Completion::new(user_data, ret, None)
+                        };
                         n += 1;
                         true
                     }
