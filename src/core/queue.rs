@@ -219,6 +219,11 @@ impl Queue {
 }
 
 /// One queue: the driver's ring and the two backlogs.
+///
+/// Aligned (and so sized) to whole pairs of cache lines: queues are used
+/// from different threads at once, and two queues' hot fields must never
+/// share a line (false sharing costs multi-queue scaling).
+#[repr(align(128))]
 pub struct QueueCore<D> {
     driver: D,
     backlog: VecDeque<Request>,

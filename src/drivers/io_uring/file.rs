@@ -19,6 +19,8 @@ const BLKSSZGET: libc::c_ulong = 0x1268;
 /// The device file an io_uring instance works on, with what connect learnt.
 pub struct DeviceFile {
     pub fd: OwnedFd,
+    /// Whether the library opened `path` (rather than taking the caller's fd).
+    opened_by_library: bool,
     pub block: bool,
     pub direct: bool,
     pub read_only: bool,
@@ -39,7 +41,8 @@ impl DeviceFile {
     /// Inspects `fd`; it becomes the file's only if that succeeds.
     pub fn probe(fd: DeviceFd) -> Result<Self> {
         let info = Self::inspect(fd.as_raw_fd())?;
-        Ok(info.into_file(fd.keep()))
+        let opened_by_library = fd.opened();
+        Ok(info.into_file(fd.keep(), opened_by_library))
     }
 
     fn inspect(fd: RawFd) -> Result<Probe> {
@@ -131,6 +134,31 @@ impl DeviceFile {
         }
     }
 
+    /// A new open file description of the same file for one queue, when
+    /// the library opened `path` itself (`None` otherwise, or if the
+    /// re-open fails: the queue then shares the instance's descriptor).
+    ///
+    /// Buffered I/O updates per-open-file state (the read-ahead window)
+    /// on every request; queues sharing one description make the CPUs
+    /// running them fight over those cache lines, which costs multi-queue
+    /// scaling. Re-opening through `/proc/self/fd` reaches the very same
+    /// file, with the same access mode and `O_DIRECT`. A descriptor the
+    /// application passed in is never re-opened: a sandboxed process may
+    /// hold descriptors it is not allowed to open again.
+    pub fn reopen(&self) -> Option<OwnedFd> {
+        if !self.opened_by_library {
+            return None;
+        }
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: F_GETFL on our own descriptor.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if fl < 0 {
+            return None;
+        }
+        let flags = (fl & (libc::O_ACCMODE | libc::O_DIRECT)) | libc::O_CLOEXEC;
+        crate::core::device_fd::open_path(&format!("/proc/self/fd/{fd}"), flags).ok()
+    }
+
     /// `BLKDISCARD` of `[start, start+len)`; returns 0 or a negative errno.
     pub fn discard_ioctl(&self, start: u64, len: u64) -> i32 {
         let range = [start, len];
@@ -162,9 +190,10 @@ struct Probe {
 }
 
 impl Probe {
-    fn into_file(self, fd: OwnedFd) -> DeviceFile {
+    fn into_file(self, fd: OwnedFd, opened_by_library: bool) -> DeviceFile {
         DeviceFile {
             fd,
+            opened_by_library,
             block: self.block,
             direct: self.direct,
             read_only: self.read_only,
@@ -231,4 +260,60 @@ fn iopoll_read_works(fd: RawFd) -> bool {
         .next()
         .map(|c: io_uring::cqueue::Entry| c.result());
     res == Some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Config;
+    use std::os::fd::AsRawFd;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("blkio-{name}-{}", std::process::id()));
+        std::fs::write(&p, [7u8; 4096]).unwrap();
+        p
+    }
+
+    #[test]
+    fn queues_of_a_path_instance_get_their_own_open_file() {
+        let path = scratch("reopen");
+        let config = Config {
+            path: path.to_str().unwrap().into(),
+            ..Config::default()
+        };
+        let fd = DeviceFd::new(&config, libc::O_RDONLY | libc::O_CLOEXEC).unwrap();
+        let file = DeviceFile::probe(fd).unwrap();
+        let own = file.reopen().expect("re-opened");
+        assert_ne!(own.as_raw_fd(), file.fd.as_raw_fd());
+        let (a, b) = (
+            sys::fstat(own.as_raw_fd()).unwrap(),
+            sys::fstat(file.fd.as_raw_fd()).unwrap(),
+        );
+        assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
+        // SAFETY: F_GETFL on descriptors we own.
+        let (fa, fb) = unsafe {
+            (
+                libc::fcntl(own.as_raw_fd(), libc::F_GETFL),
+                libc::fcntl(file.fd.as_raw_fd(), libc::F_GETFL),
+            )
+        };
+        assert_eq!(fa & libc::O_ACCMODE, fb & libc::O_ACCMODE);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_callers_descriptor_is_never_reopened() {
+        let path = scratch("no-reopen");
+        let f = std::fs::File::open(&path).unwrap();
+        let config = Config {
+            fd: f.as_raw_fd(),
+            ..Config::default()
+        };
+        let fd = DeviceFd::new(&config, 0).unwrap();
+        let file = DeviceFile::probe(fd).unwrap();
+        assert!(file.reopen().is_none());
+        // The instance owns the caller's descriptor now; hand it back to `f`.
+        std::mem::forget(file);
+        std::fs::remove_file(path).unwrap();
+    }
 }

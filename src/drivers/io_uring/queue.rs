@@ -101,7 +101,13 @@ impl RingQueue {
             ));
         }
         let submitter = ring.submitter();
-        submitter.register_files(&[file.fd.as_raw_fd()])?;
+        let own = file.reopen();
+        let fd = own
+            .as_ref()
+            .map_or(file.fd.as_raw_fd(), |fd| fd.as_raw_fd());
+        // The ring keeps its own reference to the registered file.
+        submitter.register_files(&[fd])?;
+        drop(own);
         let mut probe = io_uring::Probe::new();
         let fallocate = submitter.register_probe(&mut probe).is_ok()
             && probe.is_supported(opcode::Fallocate::CODE);
