@@ -42,6 +42,12 @@ const NO_SHORTCUT: i64 = i64::MIN;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Main,
+    /// A `NO_UNMAP` write-zeroes on a file system without
+    /// `FALLOC_FL_ZERO_RANGE` (e.g. tmpfs): punch the range out ...
+    Punch,
+    /// ... and allocate it again, so it reads as zeros and stays allocated
+    /// (and, like `ZERO_RANGE`, extends the file when it reaches past it).
+    Allocate,
     /// The `fsync(DATASYNC)` that follows a FUA write-zeroes.
     Sync,
 }
@@ -320,10 +326,17 @@ impl Requests {
             Op::WriteZeroes { .. } if slot.phase == Phase::Sync => opcode::Fsync::new(FIXED_FILE)
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
-            Op::WriteZeroes { len } => opcode::Fallocate::new(FIXED_FILE, len)
-                .offset(req.start)
-                .mode(self.write_zeroes_mode(req.flags))
-                .build(),
+            Op::WriteZeroes { len } => {
+                let mode = match slot.phase {
+                    Phase::Punch => FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    Phase::Allocate => 0,
+                    _ => self.write_zeroes_mode(req.flags),
+                };
+                opcode::Fallocate::new(FIXED_FILE, len)
+                    .offset(req.start)
+                    .mode(mode)
+                    .build()
+            }
             Op::Discard { len } if self.file.block => {
                 let mut cmd = [0u8; 16];
                 cmd[..8].copy_from_slice(&len.to_ne_bytes());
@@ -411,7 +424,26 @@ impl Requests {
                     -libc::EIO
                 }
             }
-            Op::WriteZeroes { .. } if res == 0 && slot.req.fua() && slot.phase == Phase::Main => {
+            Op::WriteZeroes { .. }
+                if res == -libc::EOPNOTSUPP
+                    && slot.phase == Phase::Main
+                    && !self.file.block
+                    && slot.req.flags & REQ_NO_UNMAP != 0 =>
+            {
+                slot.phase = Phase::Punch;
+                self.retry.push(idx);
+                return None;
+            }
+            Op::WriteZeroes { .. } if res == 0 && slot.phase == Phase::Punch => {
+                slot.phase = Phase::Allocate;
+                self.retry.push(idx);
+                return None;
+            }
+            Op::WriteZeroes { .. }
+                if res == 0
+                    && slot.req.fua()
+                    && matches!(slot.phase, Phase::Main | Phase::Allocate) =>
+            {
                 slot.phase = Phase::Sync;
                 self.retry.push(idx);
                 return None;
