@@ -186,7 +186,7 @@ impl Engine for Lib<'_> {
             if n > 0 {
                 break n;
             }
-            wait_fd(self.fd);
+            api::wait_readable(self.fd);
         };
         for (o, c) in out.iter_mut().zip(&self.done[..n]) {
             assert!(c.ret == 0, "library request failed: {}", c.ret);
@@ -281,23 +281,8 @@ impl Engine for Raw {
             if n > 0 {
                 return n;
             }
-            wait_fd(self.efd.as_raw_fd());
+            api::wait_readable(self.efd.as_raw_fd());
         }
-    }
-}
-
-/// Sleeps until the eventfd is readable and resets it.
-fn wait_fd(fd: RawFd) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; an 8-byte read into a u64.
-    unsafe {
-        libc::poll(&mut pfd, 1, -1);
-        let mut v = 0u64;
-        libc::read(fd, (&mut v as *mut u64).cast(), 8);
     }
 }
 

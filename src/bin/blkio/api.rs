@@ -354,6 +354,23 @@ impl Queue<'_> {
     }
 }
 
+/// Waits until `fd` (a completion eventfd) is readable, then resets it.
+/// Resetting before the next `blkioq_do_io` loses no wake-up: a completion
+/// that arrives later signals the fd again.
+pub fn wait_readable(fd: RawFd) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; an 8-byte read into a u64 from an eventfd.
+    unsafe {
+        libc::poll(&mut pfd, 1, -1);
+        let mut v = 0u64;
+        libc::read(fd, (&mut v as *mut u64).cast(), 8);
+    }
+}
+
 /// A zeroed completion array of `n` entries.
 pub fn completions(n: usize) -> Vec<Completion> {
     vec![Completion::new(0, 0, None); n]

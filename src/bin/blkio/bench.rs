@@ -497,7 +497,7 @@ impl Worker<'_> {
             };
             if n == 0 {
                 if let Some(fd) = fd {
-                    wait_readable(fd);
+                    api::wait_readable(fd);
                 }
                 continue;
             }
@@ -530,22 +530,5 @@ impl Worker<'_> {
             Some(f) => Err(f),
             None => Ok(hist),
         }
-    }
-}
-
-/// Waits until `fd` (a completion eventfd) is readable, then resets it.
-/// Resetting before the next `blkioq_do_io` loses no wake-up: a
-/// completion that arrives later signals the fd again.
-fn wait_readable(fd: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; an 8-byte read into a u64 from an eventfd.
-    unsafe {
-        libc::poll(&mut pfd, 1, -1);
-        let mut v = 0u64;
-        libc::read(fd, (&mut v as *mut u64).cast(), 8);
     }
 }
