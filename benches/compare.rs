@@ -10,7 +10,7 @@
 //! Run: `benches/run.sh` (see docs/benchmarks.md for options).
 
 #[allow(dead_code)]
-#[path = "../src/bin/blkio/api.rs"]
+#[path = "../cli/src/api.rs"]
 mod api;
 
 use std::fs::{self, File, OpenOptions};

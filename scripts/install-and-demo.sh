@@ -11,6 +11,7 @@
 #    and runs it on a temporary image file: it writes a pattern through the
 #    io_uring driver and reads it back
 # 5. shows the installed `blkio` tool on the same image (info, copy --verify)
+#    and its installed bash completion
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,3 +83,6 @@ echo "\$ blkio info io_uring path=$image"
 "$blkio" info io_uring path="$image" | sed -n '1p; /^\(driver\|capacity\|request-alignment\|max-queues\) /p'
 echo "\$ blkio copy $image $tmp/copy.img --verify"
 "$blkio" copy "$image" "$tmp/copy.img" --verify
+completion=$prefix/share/bash-completion/completions/blkio
+echo "\$ bash -c 'source $completion; complete -p blkio'"
+bash -c 'source "$1" && complete -p blkio' _ "$completion"

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Used by meson.build: builds the cargo package in release mode (into
-# $CARGO_TARGET_DIR, which meson points inside its build directory) and copies
-# the artifacts to the file names meson installs.
+# Used by meson.build: builds the cargo workspace's default members (the
+# library and the blkio tool) in release mode (into $CARGO_TARGET_DIR, which
+# meson points inside its build directory) and copies the artifacts to the
+# file names meson installs.
 #
 # usage: meson-cargo-build.sh CARGO MANIFEST OUT_SO OUT_A OUT_BIN
 #   OUT_SO   receives target/release/libblkio.so   (e.g. libblkio.so.1.5.0)
 #   OUT_A    receives target/release/libblkio.a
-#   OUT_BIN  receives target/release/blkio         (the CLI)
+#   OUT_BIN  receives target/release/blkio         (the CLI, package blkio-cli)
 set -eu
 [ $# -eq 5 ] || { echo "usage: $0 CARGO MANIFEST OUT_SO OUT_A OUT_BIN" >&2; exit 2; }
 cargo=$1 manifest=$2 out_so=$3 out_a=$4 out_bin=$5

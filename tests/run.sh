@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command. Builds the library (debug), then runs:
-#   1. cargo test
+# The project's test command. Builds the workspace (debug: the library and
+# the blkio tool), then runs:
+#   1. cargo test --workspace
 #   2. the ABI checks: exported symbols and dynamic section of libblkio.so,
 #      tests/c/abi_layout.c, tests/c/header_compile.{c,cpp}
 #   3. every tests/c/test_*.c, then each again under valgrind (if installed)
@@ -120,8 +121,8 @@ ln -sf libblkio.so "$libdir/libblkio.so.1"
 mkdir -p "$work"
 
 # ---------------------------------------------------------------------------
-section "cargo test"
-cargo test 2>&1 | tee "$work/cargo-test.log"
+section "cargo test --workspace"
+cargo test --workspace 2>&1 | tee "$work/cargo-test.log"
 cargo_status=${PIPESTATUS[0]}
 cargo_failed=0
 # "test result: ok. 12 passed; 0 failed; ..." once per test binary

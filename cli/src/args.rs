@@ -1,86 +1,14 @@
-//! Command-line parsing: options (`--name value`, `--name=value`),
-//! positional words, sizes (`4k`, `64KiB`, `1G`) and device specifications
-//! (`DRIVER key=value...` or `DRIVER:key=value,key=value`).
-
-use std::collections::VecDeque;
-
-use crate::Failure;
-
-/// One command-line word, classified.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Arg {
-    /// `--name` or `--name=value` (the value, if inline), `-h` as `help`.
-    Opt(String, Option<String>),
-    /// Anything else (after `--`, everything).
-    Pos(String),
-}
-
-/// Walks the words of a command line.
-pub struct Parser {
-    words: VecDeque<String>,
-    only_positional: bool,
-}
-
-impl Parser {
-    pub fn new(words: impl IntoIterator<Item = String>) -> Self {
-        Parser {
-            words: words.into_iter().collect(),
-            only_positional: false,
-        }
-    }
-
-    pub fn next_arg(&mut self) -> Option<Arg> {
-        let w = self.words.pop_front()?;
-        if self.only_positional {
-            return Some(Arg::Pos(w));
-        }
-        if w == "--" {
-            self.only_positional = true;
-            return self.next_arg();
-        }
-        if w == "-h" {
-            return Some(Arg::Opt("help".into(), None));
-        }
-        if let Some(rest) = w.strip_prefix("--") {
-            return Some(match rest.split_once('=') {
-                Some((name, value)) => Arg::Opt(name.into(), Some(value.into())),
-                None => Arg::Opt(rest.into(), None),
-            });
-        }
-        if w.starts_with('-') && w.len() > 1 {
-            return Some(Arg::Opt(w, None));
-        }
-        Some(Arg::Pos(w))
-    }
-
-    /// The value of option `name`: inline, or the next word.
-    pub fn value(&mut self, name: &str, inline: Option<String>) -> Result<String, Failure> {
-        match inline.or_else(|| self.words.pop_front()) {
-            Some(v) => Ok(v),
-            None => Err(Failure::usage(format!("--{name}: missing value"))),
-        }
-    }
-}
-
-/// Refuses an option the command does not know.
-pub fn unknown_option(name: &str) -> Failure {
-    let shown = if name.starts_with('-') {
-        name.to_owned()
-    } else {
-        format!("--{name}")
-    };
-    Failure::usage(format!("{shown}: unknown option"))
-}
+//! The values of the command line that clap does not know: sizes (`4k`,
+//! `64KiB`, `1G`), seconds, `NAME=VALUE` properties and device
+//! specifications (`DRIVER:key=value,...` or a path). Each parser is a clap
+//! value parser: its error text is the message the user sees (after the
+//! option's name, for options).
 
 /// Parses a size in bytes: digits with an optional binary suffix
 /// (`k`/`K`/`KiB` = 1024, `M`/`MiB`, `G`/`GiB`, `T`/`TiB`; a trailing `B`
 /// alone means bytes).
-pub fn parse_size(what: &str, s: &str) -> Result<u64, Failure> {
-    let bad = || {
-        Failure::usage(format!(
-            "{what}: invalid size \"{s}\" (e.g. 4096, 4k, 64KiB, 1G)"
-        ))
-    };
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size \"{s}\" (e.g. 4096, 4k, 64KiB, 1G)");
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return Err(bad());
@@ -97,23 +25,13 @@ pub fn parse_size(what: &str, s: &str) -> Result<u64, Failure> {
     n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
-/// Parses a positive count (`--iodepth`, `--queues`).
-pub fn parse_count(what: &str, s: &str, max: u32) -> Result<u32, Failure> {
-    match s.parse::<u32>() {
-        Ok(n) if n >= 1 && n <= max => Ok(n),
-        _ => Err(Failure::usage(format!(
-            "{what}: expected an integer from 1 to {max}, got \"{s}\""
-        ))),
-    }
-}
-
 /// Parses a positive number of seconds (`--runtime 2.5`).
-pub fn parse_seconds(what: &str, s: &str) -> Result<f64, Failure> {
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(Failure::usage(format!(
-            "{what}: expected a positive number of seconds, got \"{s}\""
-        ))),
+        _ => Err(format!(
+            "expected a positive number of seconds, got \"{s}\""
+        )),
     }
 }
 
@@ -145,12 +63,10 @@ impl DeviceSpec {
 }
 
 /// One `key=value` word.
-pub fn parse_prop(word: &str) -> Result<(String, String), Failure> {
+pub fn parse_prop(word: &str) -> Result<(String, String), String> {
     match word.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
-        _ => Err(Failure::usage(format!(
-            "\"{word}\": expected a property as name=value"
-        ))),
+        _ => Err(format!("\"{word}\": expected a property as name=value")),
     }
 }
 
@@ -169,7 +85,7 @@ fn is_driver_word(s: &str) -> bool {
 /// * anything else — a file or block device path, shorthand for
 ///   `io_uring:path=PATH`. A path that would read as a driver spec (e.g.
 ///   `a:b=c`) can be written `./a:b=c`.
-pub fn parse_target(s: &str) -> Result<DeviceSpec, Failure> {
+pub fn parse_target(s: &str) -> Result<DeviceSpec, String> {
     if let Some((driver, rest)) = s.split_once(':') {
         if is_driver_word(driver) && (rest.is_empty() || rest.contains('=')) {
             let mut props = Vec::new();
@@ -184,9 +100,7 @@ pub fn parse_target(s: &str) -> Result<DeviceSpec, Failure> {
         }
     }
     if s.is_empty() {
-        return Err(Failure::usage(
-            "empty device (expected a path or DRIVER:key=value,...)",
-        ));
+        return Err("empty device (expected a path or DRIVER:key=value,...)".into());
     }
     Ok(DeviceSpec {
         driver: "io_uring".into(),
@@ -222,35 +136,15 @@ fn split_commas(s: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn words(s: &str) -> Parser {
-        Parser::new(s.split_whitespace().map(String::from))
-    }
-
-    #[test]
-    fn options_and_positionals() {
-        let mut p = words("io_uring --bs 4k --iodepth=8 -h -- --x");
-        assert_eq!(p.next_arg(), Some(Arg::Pos("io_uring".into())));
-        assert_eq!(p.next_arg(), Some(Arg::Opt("bs".into(), None)));
-        assert_eq!(p.value("bs", None).unwrap(), "4k");
-        assert_eq!(
-            p.next_arg(),
-            Some(Arg::Opt("iodepth".into(), Some("8".into())))
-        );
-        assert_eq!(p.next_arg(), Some(Arg::Opt("help".into(), None)));
-        assert_eq!(p.next_arg(), Some(Arg::Pos("--x".into())));
-        assert_eq!(p.next_arg(), None);
-        assert!(p.value("bs", None).is_err());
-    }
-
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("x", "4096").unwrap(), 4096);
-        assert_eq!(parse_size("x", "4k").unwrap(), 4096);
-        assert_eq!(parse_size("x", "64KiB").unwrap(), 65536);
-        assert_eq!(parse_size("x", "2M").unwrap(), 2 << 20);
-        assert_eq!(parse_size("x", "1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("4k").unwrap(), 4096);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("2M").unwrap(), 2 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
         for bad in ["", "k", "4q", "-4", "1.5k", "99999999999999999999"] {
-            assert!(parse_size("x", bad).is_err(), "{bad:?}");
+            assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -122,19 +122,38 @@ fn info_sets_properties_in_the_right_state() {
     }
 }
 
+/// The one JSON document `--json` prints.
+fn json(o: &Output) -> serde_json::Value {
+    let out = stdout(o);
+    assert_eq!(out.lines().count(), 1, "one line:\n{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 #[test]
 fn info_json() {
     let s = Scratch::new();
     let img = s.sparse("a.img", 4096);
     let o = blkio(&["info", "io_uring", &format!("path={img}"), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    assert!(out.starts_with("{\"driver\": \"io_uring\", \"properties\": ["));
-    assert!(out.contains(r#"{"name": "capacity", "type": "uint64", "access": "r", "value": 4096}"#));
-    assert!(out.contains(
-        r#"{"name": "read-only", "type": "bool", "access": "rw:created", "value": false}"#
-    ));
-    assert_eq!(out.matches("\"name\": ").count(), 32);
+    let v = json(&o);
+    assert_eq!(v["driver"], "io_uring");
+    let props = v["properties"].as_array().expect("a properties array");
+    assert_eq!(props.len(), 32);
+    let prop = |name: &str| {
+        props
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    assert_eq!(
+        *prop("capacity"),
+        serde_json::json!({"name": "capacity", "type": "uint64", "access": "r", "value": 4096})
+    );
+    assert_eq!(
+        *prop("read-only"),
+        serde_json::json!({"name": "read-only", "type": "bool", "access": "rw:created", "value": false})
+    );
+    assert_eq!(prop("path")["value"], img.as_str());
 }
 
 #[test]
@@ -170,7 +189,16 @@ fn usage_errors_exit_2_with_the_library_message() {
             &["bench", "io_uring", "--nope"],
             "blkio: --nope: unknown option\n",
         ),
-        (&["copy", "only-one"], ""),
+        (
+            &["copy", "only-one"],
+            "blkio: copy: missing DST (see 'blkio copy --help')\n",
+        ),
+        (
+            &["copy", "a", "b", "c"],
+            "blkio: unexpected argument \"c\" (see 'blkio copy --help')\n",
+        ),
+        (&["copy", "a", "b", "--bs", "0"], ""),
+        (&["completions", "tcsh"], ""),
     ];
     for (args, msg) in cases {
         let o = blkio(args);
@@ -239,6 +267,33 @@ fn help_and_version() {
     }
     let o = blkio(&["--version"]);
     assert_eq!(stdout(&o), format!("blkio {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn completions_for_bash_know_the_commands_and_options() {
+    let o = blkio(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    assert!(script.contains("complete -F _blkio"), "{script}");
+    for word in [
+        "info",
+        "bench",
+        "copy",
+        "--iodepth",
+        "--verify",
+        "randwrite",
+        "pollq",
+    ] {
+        assert!(script.contains(word), "{word} in\n{script}");
+    }
+    // bash itself accepts the script.
+    if let Ok(st) = Command::new("bash").args(["-n", "-c", &script]).status() {
+        assert!(st.success(), "bash -n rejects the script");
+    }
+    for shell in ["zsh", "fish"] {
+        let o = blkio(&["completions", shell]);
+        assert!(o.status.success() && !o.stdout.is_empty(), "{shell}");
+    }
 }
 
 /// A 16 MiB sparse source with data in three places and an odd-sized tail.
@@ -361,11 +416,23 @@ fn bench_runs_and_reports() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    assert!(out.contains("\"rw\": \"randwrite\""), "{out}");
-    assert!(out.contains("\"queues\": 2"), "{out}");
-    assert!(out.contains("\"iops\": "), "{out}");
-    assert!(!out.contains("\"ios\": 0,"), "{out}");
+    let v = json(&o);
+    assert_eq!(v["rw"], "randwrite", "{v}");
+    assert_eq!(v["mode"], "event", "{v}");
+    assert_eq!(v["queues"], 2, "{v}");
+    assert_eq!(v["properties"]["path"], img.as_str(), "{v}");
+    assert_eq!(v["properties"]["num-queues"], "2", "{v}");
+    assert!(v["ios"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["iops"].as_f64().unwrap() > 0.0, "{v}");
+    let lat = &v["latency_ns"];
+    assert!(
+        lat["p50"].as_u64().unwrap() <= lat["p99.9"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert!(
+        lat["p99.9"].as_u64().unwrap() <= lat["max"].as_u64().unwrap(),
+        "{v}"
+    );
     // Writes really went to the file (it was all holes).
     assert!(fs::metadata(&img).unwrap().blocks() > 0);
 }

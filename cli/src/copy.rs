@@ -3,17 +3,18 @@
 //! write-zeroes requests), then flushes and optionally verifies.
 
 use std::fs::OpenOptions;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use clap::ValueHint;
 
 use crate::api::{self, Completion, Instance, Queue};
-use crate::args::{self, Arg, DeviceSpec, Parser};
+use crate::args::{self, DeviceSpec};
+use crate::cli::HELP_TEMPLATE;
 use crate::device;
-use crate::output::{self, Progress};
+use crate::output;
 use crate::Failure;
 
-pub const HELP: &str = "\
-Usage: blkio copy SRC DST [--bs SIZE] [--iodepth N] [--verify]
-
+const ABOUT: &str = "\
 Copies the whole of SRC onto DST through libblkio. Blocks that are all
 zeros in SRC are not written as data: DST gets write-zeroes requests
 instead, so holes stay holes on sparse files (and unmapped on devices that
@@ -30,19 +31,36 @@ SRC and DST are each either
                                  name looks like a driver spec.
 
 SRC is opened with read-only=true unless it says otherwise. A DST smaller
-than SRC is an error unless it can grow (can-grow=true).
+than SRC is an error unless it can grow (can-grow=true).";
 
-Options:
-  --bs SIZE     chunk size (default 1M); suffixes k, M, G (binary)
-  --iodepth N   chunks in flight (default 8)
-  --verify      afterwards, read both back and compare them
-  -h, --help    show this help
-
+const EXAMPLES: &str = "\
 Examples:
   blkio copy disk.img io_uring:path=/dev/sdb,direct=true --verify
-  blkio copy io_uring:path=/dev/vdb,read-only=true backup.img
-";
+  blkio copy io_uring:path=/dev/vdb,read-only=true backup.img";
 
+/// Copy a device, keeping holes
+#[derive(clap::Args)]
+#[command(help_template = HELP_TEMPLATE, long_about = ABOUT, after_help = EXAMPLES)]
+pub struct Args {
+    /// The source: DRIVER:NAME=VALUE,... or a path
+    #[arg(value_parser = args::parse_target, value_hint = ValueHint::FilePath)]
+    src: DeviceSpec,
+    /// The destination: DRIVER:NAME=VALUE,... or a path
+    #[arg(value_parser = args::parse_target, value_hint = ValueHint::FilePath)]
+    dst: DeviceSpec,
+    /// Chunk size; suffixes k, M, G (binary)
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = args::parse_size)]
+    bs: u64,
+    /// Chunks in flight
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    iodepth: u32,
+    /// Afterwards, read both back and compare them
+    #[arg(long)]
+    verify: bool,
+}
+
+/// The command line, checked.
 struct Options {
     src: DeviceSpec,
     dst: DeviceSpec,
@@ -51,45 +69,21 @@ struct Options {
     verify: bool,
 }
 
-fn parse(mut p: Parser) -> Result<Option<Options>, Failure> {
-    let mut targets = Vec::new();
-    let (mut bs, mut iodepth, mut verify) = (1 << 20, 8, false);
-    while let Some(arg) = p.next_arg() {
-        match arg {
-            Arg::Opt(name, v) => match name.as_str() {
-                "help" => {
-                    print!("{HELP}");
-                    return Ok(None);
-                }
-                "verify" if v.is_none() => verify = true,
-                "bs" => bs = args::parse_size("--bs", &p.value("bs", v)?)?,
-                "iodepth" => {
-                    iodepth = args::parse_count("--iodepth", &p.value("iodepth", v)?, 4096)?
-                }
-                _ => return Err(args::unknown_option(&name)),
-            },
-            Arg::Pos(w) => targets.push(w),
-        }
-    }
-    let [src, dst] = targets.as_slice() else {
-        return Err(Failure::usage(
-            "copy: expected SRC and DST (see 'blkio copy --help')",
-        ));
-    };
-    if bs == 0 || bs > (1 << 30) {
+fn check(a: Args) -> Result<Options, Failure> {
+    if a.bs == 0 || a.bs > (1 << 30) {
         return Err(Failure::usage("--bs: must be between 1 byte and 1 GiB"));
     }
-    let mut src = args::parse_target(src)?;
+    let mut src = a.src;
     if !src.has_prop("read-only") {
         src.props.push(("read-only".into(), "true".into()));
     }
-    Ok(Some(Options {
+    Ok(Options {
         src,
-        dst: args::parse_target(dst)?,
-        bs,
-        iodepth: iodepth as usize,
-        verify,
-    }))
+        dst: a.dst,
+        bs: a.bs,
+        iodepth: a.iodepth as usize,
+        verify: a.verify,
+    })
 }
 
 /// Creates a missing plain-path destination and sizes a regular file to
@@ -111,10 +105,8 @@ fn prepare_plain_destination(path: &str, size: u64) -> Result<(), Failure> {
     }
 }
 
-pub fn run(p: Parser) -> Result<(), Failure> {
-    let Some(o) = parse(p)? else {
-        return Ok(());
-    };
+pub fn run(args: Args) -> Result<(), Failure> {
+    let o = check(args)?;
     let src = device::open(&o.src, true)?;
     let src_cap = device::get_u64(&src, "capacity")?;
     if let Some(path) = &o.dst.plain_path {
@@ -310,13 +302,16 @@ impl Pipeline<'_> {
     /// chunks are done or a failure was recorded and the rest drained.
     fn run(&mut self, job: Job) -> Result<(), Fatal> {
         let mut next = 0u64;
-        let mut progress = Progress::new(Duration::from_millis(200));
-        let started = Instant::now();
-        let mut finished = 0u64;
-        let label = match job {
+        let bar = output::progress(
+            self.src_cap,
+            "{prefix} [{wide_bar}] {percent:>3}%  {binary_bytes} / {binary_total_bytes}  \
+             {binary_bytes_per_sec}",
+        );
+        bar.set_prefix(match job {
             Job::Copy => "copy  ",
             Job::Verify => "verify",
-        };
+        });
+        let mut finished = 0u64;
         loop {
             for i in 0..self.iodepth {
                 if self.slots[i].is_none() && next < self.src_cap && self.failure.is_none() {
@@ -332,19 +327,9 @@ impl Pipeline<'_> {
             if reaped == 0 {
                 wait_either(self.src.fd, self.dst.fd);
             }
-            if progress.due() {
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
-                progress.show(&format!(
-                    "{label} {} {:3}%  {} / {}  {}",
-                    output::bar(finished, self.src_cap, 30),
-                    finished * 100 / self.src_cap.max(1),
-                    output::bytes(finished as f64),
-                    output::bytes(self.src_cap as f64),
-                    output::rate(finished as f64 / secs)
-                ));
-            }
+            bar.set_position(finished);
         }
-        progress.finish();
+        bar.finish_and_clear();
         match self.failure.take() {
             Some(f) => Err(Fatal::Failed(f)),
             None => Ok(()),

@@ -4,123 +4,114 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
+use serde::{Serialize, Serializer};
+
 use crate::api::{self, Queue};
-use crate::args::{self, Arg, DeviceSpec, Parser};
+use crate::args::{self, DeviceSpec};
+use crate::cli::{DeviceArgs, HELP_TEMPLATE};
 use crate::device;
 use crate::histogram::Histogram;
-use crate::output::{self, JsonObject, Progress};
+use crate::output;
 use crate::Failure;
 
-pub const HELP: &str = "\
-Usage: blkio bench DRIVER [NAME=VALUE...] [OPTIONS]
-
+const ABOUT: &str = "\
 Runs I/O against the device for a fixed time and prints IOPS, bandwidth
 and completion latency percentiles (p50, p99, p99.9). Every request goes
 through the libblkio API; buffers come from blkio_alloc_mem_region() and
 are mapped with blkio_map_mem_region(). With a terminal on stderr a live
 progress line is shown.
 
-WRITE WORKLOADS OVERWRITE THE DEVICE'S DATA.
+WRITE WORKLOADS OVERWRITE THE DEVICE'S DATA.";
 
-Options:
-  --rw KIND       randread (default), randwrite, read, write, randrw (50/50)
-  --bs SIZE       request size (default 4k); suffixes k, M, G (binary)
-  --iodepth N     requests in flight per queue (default 1)
-  --queues N      queues, one thread each (default 1)
-  --runtime SECS  duration (default 5)
-  --mode MODE     how completions are waited for (default block):
-                    block  blkioq_do_io() with min_completions=1
-                    event  completion fd + poll(2), then blkioq_do_io(min=0)
-                    poll   busy loop of blkioq_do_io(min=0)
-                    pollq  poll queues (num-poll-queues), blkioq_do_io(min=1)
-  --size SIZE     working set from offset 0 (default: the capacity)
-  --json          print one JSON object
-  -h, --help      show this help
+/// Measure IOPS, bandwidth and latency
+#[derive(clap::Args)]
+#[command(
+    help_template = HELP_TEMPLATE,
+    long_about = ABOUT,
+    after_help = "Example:\n  blkio bench io_uring path=/dev/nvme0n1 direct=true --rw randread --iodepth 32"
+)]
+pub struct Args {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// The I/O pattern
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Workload::Randread)]
+    rw: Workload,
+    /// Request size; suffixes k, M, G (binary)
+    #[arg(long, value_name = "SIZE", default_value = "4k", value_parser = args::parse_size)]
+    bs: u64,
+    /// Requests in flight per queue
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    iodepth: u32,
+    /// Queues, one thread each
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    queues: u32,
+    /// Duration in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = args::parse_seconds)]
+    runtime: f64,
+    /// How completions are waited for
+    #[arg(long, value_enum, default_value_t = Mode::Block)]
+    mode: Mode,
+    /// Working set from offset 0 (default: the capacity)
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size)]
+    size: Option<u64>,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+}
 
-Example:
-  blkio bench io_uring path=/dev/nvme0n1 direct=true --rw randread --iodepth 32
-";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Workload {
-    RandRead,
-    RandWrite,
+    /// Random reads
+    Randread,
+    /// Random writes
+    Randwrite,
+    /// Sequential reads
     Read,
+    /// Sequential writes
     Write,
-    RandRw,
+    /// Random reads and writes, 50/50
+    Randrw,
 }
 
 impl Workload {
-    fn parse(s: &str) -> Result<Workload, Failure> {
-        Ok(match s {
-            "randread" => Workload::RandRead,
-            "randwrite" => Workload::RandWrite,
-            "read" => Workload::Read,
-            "write" => Workload::Write,
-            "randrw" => Workload::RandRw,
-            _ => {
-                return Err(Failure::usage(format!(
-                    "--rw: unknown workload \"{s}\" (randread, randwrite, read, write, randrw)"
-                )))
-            }
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Workload::RandRead => "randread",
-            Workload::RandWrite => "randwrite",
-            Workload::Read => "read",
-            Workload::Write => "write",
-            Workload::RandRw => "randrw",
-        }
-    }
-
     fn random(self) -> bool {
         matches!(
             self,
-            Workload::RandRead | Workload::RandWrite | Workload::RandRw
+            Workload::Randread | Workload::Randwrite | Workload::Randrw
         )
     }
 
     fn writes(self) -> bool {
-        !matches!(self, Workload::RandRead | Workload::Read)
+        !matches!(self, Workload::Randread | Workload::Read)
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Mode {
+    /// blkioq_do_io() with min_completions=1
     Block,
+    /// Completion fd + poll(2), then blkioq_do_io(min=0)
     Event,
+    /// Busy loop of blkioq_do_io(min=0)
     Poll,
-    PollQ,
+    /// Poll queues (num-poll-queues), blkioq_do_io(min=1)
+    Pollq,
 }
 
-impl Mode {
-    fn parse(s: &str) -> Result<Mode, Failure> {
-        Ok(match s {
-            "block" => Mode::Block,
-            "event" => Mode::Event,
-            "poll" => Mode::Poll,
-            "pollq" => Mode::PollQ,
-            _ => {
-                return Err(Failure::usage(format!(
-                    "--mode: unknown mode \"{s}\" (block, event, poll, pollq)"
-                )))
-            }
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Block => "block",
-            Mode::Event => "event",
-            Mode::Poll => "poll",
-            Mode::PollQ => "pollq",
-        }
-    }
+/// The name clap knows a value by (`randread`, `pollq`, ...).
+fn name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .expect("no variant is skipped")
+        .get_name()
+        .to_owned()
 }
 
+/// The command line, checked.
 struct Options {
     spec: DeviceSpec,
     rw: Workload,
@@ -133,66 +124,36 @@ struct Options {
     json: bool,
 }
 
-fn parse(mut p: Parser) -> Result<Option<Options>, Failure> {
-    let mut o = Options {
-        spec: DeviceSpec::default(),
-        rw: Workload::RandRead,
-        bs: 4096,
-        iodepth: 1,
-        queues: 1,
-        runtime: 5.0,
-        mode: Mode::Block,
-        size: None,
-        json: false,
-    };
-    while let Some(arg) = p.next_arg() {
-        match arg {
-            Arg::Opt(name, v) => match name.as_str() {
-                "help" => {
-                    print!("{HELP}");
-                    return Ok(None);
-                }
-                "json" if v.is_none() => o.json = true,
-                "rw" => o.rw = Workload::parse(&p.value("rw", v)?)?,
-                "bs" => o.bs = args::parse_size("--bs", &p.value("bs", v)?)?,
-                "iodepth" => {
-                    o.iodepth = args::parse_count("--iodepth", &p.value("iodepth", v)?, 65536)?
-                }
-                "queues" => o.queues = args::parse_count("--queues", &p.value("queues", v)?, 1024)?,
-                "runtime" => o.runtime = args::parse_seconds("--runtime", &p.value("runtime", v)?)?,
-                "mode" => o.mode = Mode::parse(&p.value("mode", v)?)?,
-                "size" => o.size = Some(args::parse_size("--size", &p.value("size", v)?)?),
-                _ => return Err(args::unknown_option(&name)),
-            },
-            Arg::Pos(w) if o.spec.driver.is_empty() => o.spec.driver = w,
-            Arg::Pos(w) => o.spec.props.push(args::parse_prop(&w)?),
-        }
-    }
-    if o.spec.driver.is_empty() {
-        return Err(Failure::usage(
-            "bench: missing DRIVER (see 'blkio bench --help')",
-        ));
-    }
-    if o.bs == 0 || o.bs > u32::MAX as u64 {
+fn check(a: Args) -> Result<Options, Failure> {
+    if a.bs == 0 || a.bs > u32::MAX as u64 {
         return Err(Failure::usage(
             "--bs: must be between 1 and 4294967295 bytes",
         ));
     }
+    let spec = a.device.spec();
     for name in ["num-queues", "num-poll-queues"] {
-        if o.spec.has_prop(name) {
+        if spec.has_prop(name) {
             return Err(Failure::usage(format!(
                 "{name}: set by bench from --queues and --mode; use those instead"
             )));
         }
     }
-    Ok(Some(o))
+    Ok(Options {
+        spec,
+        rw: a.rw,
+        bs: a.bs,
+        iodepth: a.iodepth,
+        queues: a.queues,
+        runtime: a.runtime,
+        mode: a.mode,
+        size: a.size,
+        json: a.json,
+    })
 }
 
-pub fn run(p: Parser) -> Result<(), Failure> {
-    let Some(mut o) = parse(p)? else {
-        return Ok(());
-    };
-    let queue_prop = if o.mode == Mode::PollQ {
+pub fn run(args: Args) -> Result<(), Failure> {
+    let mut o = check(args)?;
+    let queue_prop = if o.mode == Mode::Pollq {
         "num-poll-queues"
     } else {
         "num-queues"
@@ -247,7 +208,7 @@ pub fn run(p: Parser) -> Result<(), Failure> {
     }
     let mut queues = Vec::new();
     for i in 0..o.queues as i32 {
-        let q = if o.mode == Mode::PollQ {
+        let q = if o.mode == Mode::Pollq {
             inst.poll_queue(i)
         } else {
             inst.queue(i)
@@ -304,7 +265,10 @@ pub fn run(p: Parser) -> Result<(), Failure> {
 /// workers (earlier if one of them failed).
 fn watch(o: &Options, started: Instant, stop: &AtomicBool, counters: &[Counter]) {
     let runtime = Duration::from_secs_f64(o.runtime);
-    let mut progress = Progress::new(Duration::from_millis(500));
+    let bar = output::progress(
+        runtime.as_millis() as u64,
+        "{elapsed:>4} [{wide_bar}] {msg:30}",
+    );
     let (mut last_ios, mut last_t) = (0u64, started);
     while !stop.load(Relaxed) {
         let left = runtime.saturating_sub(started.elapsed());
@@ -312,13 +276,13 @@ fn watch(o: &Options, started: Instant, stop: &AtomicBool, counters: &[Counter])
             break;
         }
         std::thread::sleep(left.min(Duration::from_millis(100)));
-        if progress.due() {
+        bar.set_position(started.elapsed().as_millis() as u64);
+        if last_t.elapsed() >= Duration::from_millis(500) {
             let ios: u64 = counters.iter().map(|c| c.0.load(Relaxed)).sum();
             let dt = last_t.elapsed().as_secs_f64().max(1e-9);
             let iops = (ios - last_ios) as f64 / dt;
-            progress.show(&format!(
-                "{:5.1}s  {} IOPS  {}",
-                started.elapsed().as_secs_f64(),
+            bar.set_message(format!(
+                "{} IOPS  {}",
                 output::count(iops),
                 output::rate(iops * o.bs as f64)
             ));
@@ -326,67 +290,95 @@ fn watch(o: &Options, started: Instant, stop: &AtomicBool, counters: &[Counter])
         }
     }
     stop.store(true, Relaxed);
-    progress.finish();
+    bar.finish_and_clear();
+}
+
+/// `blkio bench --json`.
+#[derive(Serialize)]
+struct BenchJson<'a> {
+    driver: &'a str,
+    /// The properties in command-line order.
+    #[serde(serialize_with = "as_map")]
+    properties: &'a [(String, String)],
+    rw: Workload,
+    bs: u64,
+    iodepth: u32,
+    queues: u32,
+    mode: Mode,
+    runtime_s: f64,
+    ios: u64,
+    iops: f64,
+    bandwidth_bytes_per_s: f64,
+    latency_ns: Latency,
+}
+
+#[derive(Serialize)]
+struct Latency {
+    p50: u64,
+    p99: u64,
+    #[serde(rename = "p99.9")]
+    p999: u64,
+    max: u64,
+}
+
+fn as_map<S: Serializer>(props: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(props.iter().map(|(k, v)| (k, v)))
+}
+
+/// `x` rounded to `decimals` decimal places, for the JSON numbers.
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
 fn report(o: &Options, elapsed: f64, hist: &Histogram) {
     let ios = hist.count();
     let iops = ios as f64 / elapsed;
     let bw = iops * o.bs as f64;
-    let (p50, p99, p999) = (
-        hist.quantile(0.5),
-        hist.quantile(0.99),
-        hist.quantile(0.999),
-    );
+    let latency = Latency {
+        p50: hist.quantile(0.5),
+        p99: hist.quantile(0.99),
+        p999: hist.quantile(0.999),
+        max: hist.max(),
+    };
     if o.json {
-        let latency = JsonObject::new()
-            .num("p50", p50)
-            .num("p99", p99)
-            .num("p99.9", p999)
-            .num("max", hist.max())
-            .build();
-        let props: Vec<String> = o
-            .spec
-            .props
-            .iter()
-            .map(|(k, v)| format!("{}: {}", output::json_str(k), output::json_str(v)))
-            .collect();
+        let out = BenchJson {
+            driver: &o.spec.driver,
+            properties: &o.spec.props,
+            rw: o.rw,
+            bs: o.bs,
+            iodepth: o.iodepth,
+            queues: o.queues,
+            mode: o.mode,
+            runtime_s: round(elapsed, 3),
+            ios,
+            iops: round(iops, 1),
+            bandwidth_bytes_per_s: round(bw, 1),
+            latency_ns: latency,
+        };
         println!(
             "{}",
-            JsonObject::new()
-                .str("driver", &o.spec.driver)
-                .raw("properties", format!("{{{}}}", props.join(", ")))
-                .str("rw", o.rw.name())
-                .num("bs", o.bs)
-                .num("iodepth", o.iodepth)
-                .num("queues", o.queues)
-                .str("mode", o.mode.name())
-                .float("runtime_s", elapsed, 3)
-                .num("ios", ios)
-                .float("iops", iops, 1)
-                .float("bandwidth_bytes_per_s", bw, 1)
-                .raw("latency_ns", latency)
-                .build()
+            serde_json::to_string(&out).expect("JSON of strings and numbers")
         );
     } else {
         println!(
             "{}: {} bs={} iodepth={} queues={} mode={}",
             o.spec.describe(),
-            o.rw.name(),
+            name(o.rw),
             o.bs,
             o.iodepth,
             o.queues,
-            o.mode.name()
+            name(o.mode)
         );
         println!("  runtime    {elapsed:.2} s, {ios} I/Os");
         println!("  IOPS       {iops:.0}");
         println!("  bandwidth  {}", output::rate(bw));
         println!(
             "  latency    p50 {} us  p99 {} us  p99.9 {} us  max {} us",
-            output::micros(p50),
-            output::micros(p99),
-            output::micros(p999),
-            output::micros(hist.max())
+            output::micros(latency.p50),
+            output::micros(latency.p99),
+            output::micros(latency.p999),
+            output::micros(latency.max)
         );
     }
 }
@@ -437,7 +429,7 @@ impl Worker<'_> {
             b.min(self.blocks - 1)
         };
         let write = match self.rw {
-            Workload::RandRw => self.next_random() >> 63 == 1,
+            Workload::Randrw => self.next_random() >> 63 == 1,
             rw => rw.writes(),
         };
         Slot {
@@ -472,7 +464,7 @@ impl Worker<'_> {
             _ => None,
         };
         let min = match self.mode {
-            Mode::Block | Mode::PollQ => 1,
+            Mode::Block | Mode::Pollq => 1,
             Mode::Event | Mode::Poll => 0,
         };
         let base = Instant::now();
