@@ -4,7 +4,8 @@
 #
 #   scripts/install-and-demo.sh [PREFIX]        (default: $PREFIX or /usr/local)
 #
-# 1. installs meson, ninja-build and pkg-config with apt when they are missing
+# 1. installs meson, ninja-build, pkg-config, pandoc (manual pages) and man-db
+#    with apt when they are missing
 # 2. builds the library with meson (cargo build --release) in ./build
 # 3. installs it into PREFIX (with sudo when PREFIX is not writable)
 # 4. compiles examples/demo.c with `cc demo.c $(pkg-config --cflags --libs blkio)`
@@ -24,7 +25,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "build tools"
 missing=()
-for pair in meson:meson ninja:ninja-build pkg-config:pkg-config; do
+for pair in meson:meson ninja:ninja-build pkg-config:pkg-config pandoc:pandoc man:man-db; do
     command -v "${pair%%:*}" > /dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
