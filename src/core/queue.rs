@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
-use super::request::{Completion, Op, Request, Transfer, REQ_FUA};
+use super::request::{range_fits, Completion, Op, Request, Transfer, REQ_FUA};
 
 /// What a driver did with a request offered to its ring.
 pub enum Enqueue {
@@ -140,11 +140,12 @@ impl Queue {
     }
 
     /// [`Queue::submit`] of `blkioq_read`. The valid case (flags 0, a
-    /// buffer unless the length is 0: what [`Request::check`] asks of a
-    /// read) is two tests; anything else takes the general path.
+    /// buffer unless the length is 0, `start` and `start + len` within
+    /// `i64`: what [`Request::check`] asks of a read) is three tests;
+    /// anything else takes the general path.
     #[inline(always)]
     pub fn read(&mut self, start: u64, buf: *mut u8, len: usize, user_data: usize, flags: u32) {
-        if flags == 0 && !(buf.is_null() && len > 0) {
+        if flags == 0 && !(buf.is_null() && len > 0) && range_fits(start, len as u64) {
             self.ops.place_read(start, buf, len, user_data)
         } else {
             self.submit_cold(Request {
@@ -160,7 +161,7 @@ impl Queue {
     /// `BLKIO_REQ_FUA` allowed.
     #[inline(always)]
     pub fn write(&mut self, start: u64, buf: *const u8, len: usize, user_data: usize, flags: u32) {
-        if flags & !REQ_FUA == 0 && !(buf.is_null() && len > 0) {
+        if flags & !REQ_FUA == 0 && !(buf.is_null() && len > 0) && range_fits(start, len as u64) {
             self.ops.place_write(start, buf, len, user_data, flags)
         } else {
             self.submit_cold(Request {

@@ -14,6 +14,18 @@ pub const REQ_NO_UNMAP: u32 = 1 << 1;
 pub const REQ_NO_FALLBACK: u32 = 1 << 2;
 const REQ_ALL: u32 = REQ_FUA | REQ_NO_UNMAP | REQ_NO_FALLBACK;
 
+/// Whether `start` and `start + len` both fit in an `i64`, in one test.
+///
+/// Every driver needs this: the kernel takes file offsets as signed 64-bit
+/// values, and to `preadv2`/`pwritev2` (and io_uring) an offset of -1 means
+/// "the file's current position", so a `start` of 2^64-1 passed on would
+/// read or write at some unrelated place. With both operands below 2^63 the
+/// sum cannot wrap, and its top bit is clear exactly when it fits.
+#[inline(always)]
+pub fn range_fits(start: u64, len: u64) -> bool {
+    (start | len | start.wrapping_add(len)) >> 63 == 0
+}
+
 /// `struct blkio_completion` (32 bytes, ABI.md §2.2).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -200,11 +212,14 @@ unsafe impl Send for Request {}
 
 impl Request {
     /// The call-time checks: [`Request::check_flags`], then
-    /// [`Request::check_pointers`]. The common valid case costs a mask test
-    /// and a NULL test; the messages are worked out only on failure.
+    /// [`Request::check_pointers`], then [`Request::check_range`]. The
+    /// common valid case costs a mask test, a NULL test and a range test;
+    /// the messages are worked out only on failure.
     #[inline]
     pub fn check(&self) -> Result<(), &'static CStr> {
-        if self.flags & !self.op.allowed_flags() == 0 && !self.null_buffer() {
+        // `range_ok` comes last: for readv/writev it reads the iovecs,
+        // which `null_buffer` has made sure exist.
+        if self.flags & !self.op.allowed_flags() == 0 && !self.null_buffer() && self.range_ok() {
             Ok(())
         } else {
             self.check_failed()
@@ -213,7 +228,45 @@ impl Request {
 
     #[cold]
     fn check_failed(&self) -> Result<(), &'static CStr> {
-        self.check_flags().and_then(|()| self.check_pointers())
+        self.check_flags()
+            .and_then(|()| self.check_pointers())
+            .and_then(|()| self.check_range())
+    }
+
+    /// The range rule every driver shares: `start`, and `start` plus the
+    /// data length (for readv/writev the sum of the iovec lengths), must
+    /// fit in a signed 64-bit integer. Call after
+    /// [`Request::check_pointers`] succeeded.
+    pub fn check_range(&self) -> Result<(), &'static CStr> {
+        if self.start > i64::MAX as u64 {
+            Err(c"start must fit in a signed 64-bit integer")
+        } else if !self.range_ok() {
+            Err(c"start + len must fit in a signed 64-bit integer")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`range_fits`] for this request's start and data length.
+    #[inline]
+    fn range_ok(&self) -> bool {
+        let len = match self.op {
+            Op::Read { len, .. } | Op::Write { len, .. } => len as u64,
+            Op::WriteZeroes { len } | Op::Discard { len } => len,
+            Op::Readv { .. } | Op::Writev { .. } => {
+                match self
+                    .op
+                    .iovecs()
+                    .iter()
+                    .try_fold(0u64, |sum, v| sum.checked_add(v.iov_len as u64))
+                {
+                    Some(len) => len,
+                    None => return false,
+                }
+            }
+            Op::Flush | Op::ReportZones { .. } | Op::ZoneMgmt { .. } => 0,
+        };
+        range_fits(self.start, len)
     }
 
     /// The call-time flag check of REQUESTS.md §2: unknown bits first, then
@@ -339,6 +392,73 @@ mod tests {
             req(write, REQ_NO_FALLBACK).check_flags(),
             Err(c"BLKIO_REQ_NO_FALLBACK is invalid for this request type")
         );
+    }
+
+    #[test]
+    fn range_rule() {
+        let read = |start, len| {
+            req(
+                Op::Read {
+                    buf: 8 as *mut u8,
+                    len,
+                },
+                0,
+            )
+            .with_start(start)
+        };
+        let max = i64::MAX as u64;
+        assert_eq!(read(0, 512).check(), Ok(()));
+        assert_eq!(read(max - 512, 512).check(), Ok(()));
+        assert_eq!(read(max, 0).check(), Ok(()));
+        let start_msg = Err(c"start must fit in a signed 64-bit integer");
+        let sum_msg = Err(c"start + len must fit in a signed 64-bit integer");
+        assert_eq!(read(u64::MAX, 512).check(), start_msg);
+        assert_eq!(read(max + 1, 0).check(), start_msg);
+        assert_eq!(read(max - 511, 512).check(), sum_msg);
+        assert_eq!(read(0, usize::MAX).check(), sum_msg);
+        assert_eq!(read(1, 1 << 63).check(), sum_msg);
+        let zeroes = req(Op::WriteZeroes { len: u64::MAX }, 0);
+        assert_eq!(zeroes.check(), sum_msg);
+        let discard = req(Op::Discard { len: 4096 }, 0).with_start(1 << 63);
+        assert_eq!(discard.check(), start_msg);
+        // iovec lengths whose sum wraps around u64.
+        let iov = [
+            libc::iovec {
+                iov_base: 8 as *mut libc::c_void,
+                iov_len: usize::MAX,
+            },
+            libc::iovec {
+                iov_base: 8 as *mut libc::c_void,
+                iov_len: 2,
+            },
+        ];
+        let readv = req(
+            Op::Readv {
+                iov: iov.as_ptr(),
+                iovcnt: 2,
+            },
+            0,
+        );
+        assert_eq!(readv.check(), sum_msg);
+        // Flags are still reported first.
+        assert_eq!(
+            read(u64::MAX, 512).with_flags(REQ_FUA).check(),
+            Err(c"BLKIO_REQ_FUA is invalid for this request type")
+        );
+        assert!(range_fits(max, 0));
+        assert!(!range_fits(max, 1));
+        assert!(!range_fits(u64::MAX, 1));
+    }
+
+    impl Request {
+        fn with_start(mut self, start: u64) -> Self {
+            self.start = start;
+            self
+        }
+        fn with_flags(mut self, flags: u32) -> Self {
+            self.flags = flags;
+            self
+        }
     }
 
     #[test]

@@ -604,12 +604,73 @@ static void test_zone_requests(struct blkioq *q)
     CHECK(h_verify_byte(zones, sizeof(zones), 0x5a) < 0, "report_zones leaves the array alone");
 }
 
-static void test_big_offsets(struct blkioq *q)
+/* One request's completion must be -EINVAL with `msg`. */
+static void check_einval(struct blkioq *q, const char *msg, const char *what)
 {
     struct blkio_completion c;
+    if (collect(q, &c, 1, what) == 1)
+        CHECK_REQ(c.ret, c.error_msg, -EINVAL, msg, "%s: -EINVAL \"%s\"", what, msg);
+}
+
+/* Offsets the kernel would misread: a start above INT64_MAX is a negative
+ * file offset, and -1 means "the current file position", so a write there
+ * would land at offset 0. Every one must fail at call time and leave the
+ * file alone. */
+static void test_big_offsets(struct blkioq *q, const char *path)
+{
+    static const char *start_msg = "start must fit in a signed 64-bit integer";
+    static const char *sum_msg = "start + len must fit in a signed 64-bit integer";
+    const uint64_t max = (uint64_t)INT64_MAX;
+    struct blkio_completion c;
+    struct iovec iov[2];
+    uint32_t seed = 4242;
+
+    if (!CHECK(h_write_file(path, 0, 65536, seed), "big offsets: pattern at offset 0"))
+        return;
+    h_fill(buf_a, 4096, 0, seed + 1); /* different data than the file's */
+
+    blkioq_write(q, UINT64_MAX, buf_a, 512, NULL, 0);
+    check_einval(q, start_msg, "write of 512 bytes at 2^64-1");
+    blkioq_write(q, UINT64_MAX, buf_a, 512, NULL, BLKIO_REQ_FUA);
+    check_einval(q, start_msg, "FUA write at 2^64-1");
+    blkioq_write(q, 1ull << 63, buf_a, 4096, NULL, 0);
+    check_einval(q, start_msg, "write at 2^63");
+    blkioq_write(q, max - 511, buf_a, 1024, NULL, 0);
+    check_einval(q, sum_msg, "write at 2^63-512 of 1024 bytes");
+    iov[0].iov_base = buf_a;
+    iov[0].iov_len = 512;
+    blkioq_writev(q, UINT64_MAX, iov, 1, NULL, 0);
+    check_einval(q, start_msg, "writev at 2^64-1");
+    iov[1].iov_base = buf_a + 512;
+    iov[1].iov_len = 512;
+    blkioq_writev(q, max - 1023, iov, 2, NULL, 0);
+    check_einval(q, sum_msg, "writev at 2^63-1024 of 2 x 512 bytes");
+    blkioq_write_zeroes(q, UINT64_MAX, 4096, NULL, 0);
+    check_einval(q, start_msg, "write_zeroes at 2^64-1");
+    blkioq_write_zeroes(q, 4096, UINT64_MAX - 4095, NULL, BLKIO_REQ_NO_UNMAP);
+    check_einval(q, sum_msg, "write_zeroes at 4096 of 2^64-4096 bytes");
+    blkioq_discard(q, UINT64_MAX - 4095, 4096, NULL, 0);
+    check_einval(q, start_msg, "discard at 2^64-4096");
+    CHECK(file_has(path, 0, 65536, seed),
+          "no write, writev, write_zeroes or discard at a bad offset changed the file's "
+          "first 64 KiB");
+
+    memset(buf_b, 0x5a, 4096);
+    blkioq_read(q, UINT64_MAX, buf_b, 512, NULL, 0);
+    check_einval(q, start_msg, "read of 512 bytes at 2^64-1");
     blkioq_read(q, (1ull << 63) + 4096, buf_b, 4096, NULL, 0);
-    CHECK(collect(q, &c, 1, "read at 2^63") == 1 && c.ret == -EINVAL && c.error_msg == NULL,
-          "read at 2^63 + 4096 fails with -EINVAL from the kernel");
+    check_einval(q, start_msg, "read at 2^63 + 4096");
+    blkioq_readv(q, max, iov, 2, NULL, 0);
+    check_einval(q, sum_msg, "readv at 2^63-1 of 1024 bytes");
+    CHECK(h_verify_byte(buf_b, 4096, 0x5a) < 0, "reads at bad offsets leave the buffer alone");
+
+    /* The largest valid end still goes to the kernel: reading 512 bytes
+     * ending exactly at 2^63-1 past the end of the file returns zeroes. */
+    blkioq_read(q, max - 512, buf_b, 512, NULL, 0);
+    CHECK(collect(q, &c, 1, "read ending at 2^63-1") == 1 && c.ret == 0 &&
+              h_verify_byte(buf_b, 512, 0) < 0,
+          "read of 512 bytes ending at 2^63-1 succeeds with zeroes (past the end)");
+
     blkioq_read(q, 0, buf_b, (size_t)UINT32_MAX + 1, (void *)9, 0);
     CHECK(collect(q, &c, 1, "read of 4 GiB") == 1 && c.ret == -EINVAL && c.error_msg &&
               !strcmp(c.error_msg, "len must fit in an unsigned 32-bit integer"),
@@ -750,7 +811,7 @@ int main(void)
         test_flags(q);
         test_ordering(q);
         test_zone_requests(q);
-        test_big_offsets(q);
+        test_big_offsets(q, path);
         blkio_destroy(&b);
     }
     test_read_only_instance(path);
