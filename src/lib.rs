@@ -8,6 +8,9 @@
 pub mod capi;
 pub mod core;
 pub mod drivers;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod header_check;

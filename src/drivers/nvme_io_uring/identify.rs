@@ -23,6 +23,8 @@ const LID_COMMAND_EFFECTS: u32 = 0x05;
 const FID_VOLATILE_WRITE_CACHE: u32 = 0x06;
 const NSID_ALL: u32 = 0xFFFF_FFFF;
 const PAGE: usize = 4096;
+/// The largest LBA Data Size accepted (1 GiB blocks).
+const MAX_LBADS: u8 = 30;
 
 /// What the controller says about itself and the namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -191,6 +193,14 @@ pub fn check_format(facts: &Facts) -> Result<()> {
             facts.lbads
         )));
     }
+    // The block size must fit the int `block-size` property (and the
+    // shifts that convert LBAs into bytes).
+    if facts.lbads > MAX_LBADS {
+        return Err(Error::invalid(format!(
+            "LBA Data Size (LBADS) is {}, expected {MAX_LBADS} or less",
+            facts.lbads
+        )));
+    }
     Ok(())
 }
 
@@ -236,6 +246,14 @@ mod tests {
             check_format(&f).unwrap_err().message(),
             "LBA Data Size (LBADS) is 8, expected 9 or greater"
         );
+        // Found by the nvme_identify fuzz target: LBADS 32 and more
+        // overflowed the shifts of the property rules.
+        f.lbads = 31;
+        assert_eq!(
+            check_format(&f).unwrap_err().message(),
+            "LBA Data Size (LBADS) is 31, expected 30 or less"
+        );
+        f.lbads = 8;
         f.metadata_size = 8;
         assert_eq!(
             check_format(&f).unwrap_err().message(),

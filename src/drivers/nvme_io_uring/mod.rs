@@ -10,11 +10,11 @@
 //! * [`zones`] — zone report conversion.
 
 mod command;
-mod identify;
-mod namespace;
+pub(crate) mod identify;
+pub(crate) mod namespace;
 mod queue;
-mod status;
-mod zones;
+pub(crate) mod status;
+pub(crate) mod zones;
 
 use std::sync::Arc;
 

@@ -110,9 +110,10 @@ impl Limits {
         } else {
             (f.dmrsl as u64) << shift
         };
-        let capacity = f.nsze.checked_shl(shift).unwrap_or(u64::MAX);
+        let capacity = shl_saturating(f.nsze, shift);
         let zoned = f.zoned.as_ref().map(|z| {
-            let zone_size = z.zsze.checked_shl(shift).unwrap_or(0);
+            // A zone size beyond 64 bits is as unusable as none.
+            let zone_size = z.zsze.checked_mul(1 << shift).unwrap_or(0);
             let append_max = match (z.append_supported, z.zasl) {
                 (false, _) => 0,
                 (true, 0) => max_transfer as u64,
@@ -137,6 +138,15 @@ impl Limits {
             flush_needed: f.vwc_present && f.write_cache_enabled,
             zoned,
         }
+    }
+}
+
+/// `v << shift`, or `u64::MAX` when bits would be lost.
+fn shl_saturating(v: u64, shift: u32) -> u64 {
+    if shift >= 64 || v > u64::MAX >> shift {
+        u64::MAX
+    } else {
+        v << shift
     }
 }
 
@@ -232,5 +242,23 @@ mod tests {
         z.zoned.as_mut().unwrap().mar = 13;
         let zl = Limits::new(&z, None).zoned.unwrap();
         assert_eq!((zl.append_max, zl.max_active), (131072, 14));
+    }
+
+    /// Found by the nvme_identify fuzz target: a namespace size whose byte
+    /// count exceeds 64 bits wrapped (NSZE 2^60 of 4 KiB blocks gave
+    /// capacity 0) instead of saturating; likewise the zone size.
+    #[test]
+    fn huge_sizes_saturate() {
+        let mut f = qemu(12, true);
+        f.nsze = 1 << 60;
+        f.zoned.as_mut().unwrap().zsze = 1 << 60;
+        let l = Limits::new(&f, None);
+        assert_eq!(l.capacity, u64::MAX);
+        let z = l.zoned.unwrap();
+        assert_eq!((z.zone_size, z.nr_zones), (0, 0));
+        assert_eq!(shl_saturating(3, 62), 3 << 62);
+        assert_eq!(shl_saturating(4, 62), u64::MAX);
+        assert_eq!(shl_saturating(1, 63), 1 << 63);
+        assert_eq!(shl_saturating(1, 64), u64::MAX);
     }
 }

@@ -65,17 +65,23 @@ fn descriptor_to_zone(d: &[u8], geo: Geometry) -> Result<Zone, Failure> {
     if !matches!(state, 0x1..=0x4 | 0xD..=0xF) {
         return Err((-libc::EIO, c"Zone state is not supported"));
     }
-    let bytes = |lba: u64| lba << geo.lba_shift;
-    let start = bytes(le64(d, 16));
+    // LBAs whose byte offsets do not fit 64 bits are a device error.
+    let out_of_range = (-libc::EIO, c"Zone descriptor out of range");
+    let bytes = |lba: u64| {
+        (geo.lba_shift < 64 && lba <= u64::MAX >> geo.lba_shift)
+            .then(|| lba << geo.lba_shift)
+            .ok_or(out_of_range)
+    };
+    let start = bytes(le64(d, 16))?;
     let write_pointer = if state == ZONE_STATE_FULL {
-        start + geo.zone_size
+        start.checked_add(geo.zone_size).ok_or(out_of_range)?
     } else {
-        bytes(le64(d, 24))
+        bytes(le64(d, 24))?
     };
     Ok(Zone {
         start,
         len: geo.zone_size,
-        capacity: bytes(le64(d, 8)),
+        capacity: bytes(le64(d, 8))?,
         write_pointer,
         zone_type,
         zone_state: state,
@@ -160,5 +166,31 @@ mod tests {
         conventional[0] = 1;
         let r = unsafe { convert(&report(1, &[conventional]), zones.as_mut_ptr(), 1, GEO) };
         assert_eq!(r, Err((-libc::EIO, c"Zone type is not supported")));
+    }
+
+    /// Found by the nvme_zone_report fuzz target: LBAs whose byte offset
+    /// needs more than 64 bits lost their high bits, and a full zone at
+    /// the top of the LBA space overflowed `start + zone size`.
+    #[test]
+    fn rejects_lbas_beyond_64_bits() {
+        let mut zones = [Zone::default(); 1];
+        let bad = Err((-libc::EIO, c"Zone descriptor out of range"));
+        for d in [
+            descriptor(0x1, 1 << 60, 0, 0),
+            descriptor(0x1, 0, 1 << 60, 0),
+            descriptor(0xE, (u64::MAX >> 12) - 1, 0, 0),
+        ] {
+            // SAFETY: `zones` has the one entry asked for.
+            let r = unsafe { convert(&report(1, &[d]), zones.as_mut_ptr(), 1, GEO) };
+            assert_eq!(r, bad);
+        }
+        let top = Geometry {
+            lba_shift: 0,
+            zone_size: 1 << 20,
+        };
+        let d = descriptor(0xE, u64::MAX - 10, 0, 0);
+        // SAFETY: as above.
+        let r = unsafe { convert(&report(1, &[d]), zones.as_mut_ptr(), 1, top) };
+        assert_eq!(r, bad);
     }
 }

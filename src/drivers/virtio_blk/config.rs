@@ -85,6 +85,9 @@ impl BlkConfig {
     }
 }
 
+/// The largest power of two an `int` property can hold.
+const MAX_ALIGNMENT: u64 = 1 << 30;
+
 fn clamp_int(v: u64) -> i32 {
     v.min(i32::MAX as u64) as i32
 }
@@ -147,7 +150,13 @@ impl DeviceInfo {
             event_idx: has(VIRTIO_RING_F_EVENT_IDX),
             ..DeviceInfo::default()
         };
-        let blk = if has(VIRTIO_BLK_F_BLK_SIZE) && cfg.blk_size != 0 {
+        // A block size the requests could not honour (0, below a sector,
+        // not a power of two, beyond what an int property can say) counts
+        // as not offered: sector alignment.
+        let blk = if has(VIRTIO_BLK_F_BLK_SIZE)
+            && cfg.blk_size.is_power_of_two()
+            && (SECTOR..=MAX_ALIGNMENT).contains(&(cfg.blk_size as u64))
+        {
             cfg.blk_size as u64
         } else {
             SECTOR
@@ -155,10 +164,9 @@ impl DeviceInfo {
         info.request_alignment = clamp_int(blk);
         info.optimal_io_alignment = clamp_int(blk);
         if has(VIRTIO_BLK_F_TOPOLOGY) {
-            info.optimal_io_alignment = clamp_int(
-                blk.checked_shl(cfg.physical_block_exp.into())
-                    .unwrap_or(u64::MAX),
-            );
+            // blk × 2^exp, at most the largest power of two in an int.
+            let exp = (cfg.physical_block_exp as u32).min(MAX_ALIGNMENT.trailing_zeros());
+            info.optimal_io_alignment = clamp_int((blk << exp).min(MAX_ALIGNMENT));
             info.optimal_io_size = clamp_int(blk * cfg.opt_io_size as u64);
             info.discard_alignment_offset = clamp_int(blk * cfg.alignment_offset as u64);
         }
@@ -166,7 +174,8 @@ impl DeviceInfo {
             info.max_segment_len = clamp_int(cfg.size_max.into());
         }
         if has(VIRTIO_BLK_F_SEG_MAX) {
-            info.max_segments = clamp_int(cfg.seg_max.into());
+            // seg_max 0 would refuse every request: one segment instead.
+            info.max_segments = clamp_int(cfg.seg_max.max(1).into());
         }
         if has(VIRTIO_BLK_F_SIZE_MAX) && has(VIRTIO_BLK_F_SEG_MAX) {
             // 64-bit product, clamped (upstream wraps in 32 bits).
@@ -177,7 +186,8 @@ impl DeviceInfo {
         }
         if info.discard {
             info.max_discard_len = SECTOR * cfg.max_discard_sectors as u64;
-            info.discard_alignment = clamp_int(SECTOR * cfg.discard_sector_alignment as u64);
+            // 0 (no alignment stated) is sector alignment.
+            info.discard_alignment = clamp_int(SECTOR * cfg.discard_sector_alignment.max(1) as u64);
         }
         info.flush_needed = if has(VIRTIO_BLK_F_CONFIG_WCE) {
             cfg.writeback != 0
@@ -269,6 +279,38 @@ mod tests {
             (512, 1, 512)
         );
         assert!(d.flush_needed);
+    }
+
+    /// Found by the blk_config fuzz target: a block size of 0, below a
+    /// sector, not a power of two or beyond an int, and a physical block
+    /// exponent that shifts the alignment out of 64 bits, gave
+    /// request-alignment values requests cannot meet and an
+    /// optimal-io-alignment of 0; seg_max 0 and discard_sector_alignment 0
+    /// gave max-segments 0 and discard-alignment 0.
+    #[test]
+    fn hostile_config_values_give_usable_properties() {
+        for blk_size in [0, 1, 256, 520, 4095, 1 << 31, u32::MAX] {
+            let mut cfg = BlkConfig::parse(&qsd_config());
+            cfg.blk_size = blk_size;
+            let info = DeviceInfo::new(DRIVER_FEATURES, &cfg);
+            assert_eq!(info.request_alignment, 512, "blk_size {blk_size}");
+        }
+        let mut cfg = BlkConfig::parse(&qsd_config());
+        cfg.blk_size = 4096;
+        cfg.physical_block_exp = 60;
+        let info = DeviceInfo::new(DRIVER_FEATURES, &cfg);
+        assert_eq!(info.request_alignment, 4096);
+        assert_eq!(info.optimal_io_alignment, 1 << 30);
+        cfg.physical_block_exp = 255;
+        assert_eq!(
+            DeviceInfo::new(DRIVER_FEATURES, &cfg).optimal_io_alignment,
+            1 << 30
+        );
+        cfg.seg_max = 0;
+        cfg.discard_sector_alignment = 0;
+        let info = DeviceInfo::new(DRIVER_FEATURES, &cfg);
+        assert_eq!(info.max_segments, 1);
+        assert_eq!(info.discard_alignment, 512);
     }
 
     #[test]

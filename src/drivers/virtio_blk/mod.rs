@@ -11,11 +11,11 @@
 //! * [`virtqueue`] — the driver side of the rings;
 //! * [`record`] + [`queue`] — request encoding, completion and waiting.
 
-mod config;
+pub(crate) mod config;
 mod iova;
 mod memory;
 mod queue;
-mod record;
+pub(crate) mod record;
 pub mod transport;
 pub mod vfio_pci;
 pub mod vhost_user;
