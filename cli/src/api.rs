@@ -1,6 +1,5 @@
 //! A thin, safe face of the public C API (`blkio_*` / `blkioq_*`), the
-//! only way the `blkio` tool (and the benchmark in `benches/`) talks to the
-//! library. Every call goes through the exported `extern "C"` functions, so
+//! only way the `blkio` tool talks to the library. Every call goes through the exported `extern "C"` functions, so
 //! the tool exercises exactly what a C program linked against libblkio
 //! gets; no library logic is repeated here.
 
