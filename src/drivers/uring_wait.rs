@@ -31,6 +31,13 @@ struct GeteventsArg {
 /// many completions are available, `timeout` runs out (-ETIME) or, with
 /// `sig` as the mask while sleeping, a signal arrives (-EINTR).
 ///
+/// The kernel may take fewer SQEs than `to_submit`: it stops at the first
+/// one it refuses at submit time (posting that one's CQE with the error),
+/// leaves the rest in the SQ, and then does not wait. Callers learn what
+/// was taken from the SQ head and must hand the rest over in the next
+/// call; this function never sleeps while SQEs it was asked to submit are
+/// still unsent.
+///
 /// `poll` rings (`IORING_SETUP_IOPOLL`) always ask for events, so that the
 /// kernel polls for completions even when nothing is waited for. The
 /// timeout only applies when the call waits; it needs
@@ -53,7 +60,7 @@ pub fn submit_and_wait(
         };
         let wait_for = u32::try_from(wait_for).unwrap_or(u32::MAX);
         // SAFETY: no argument block.
-        return unsafe { enter(ring_fd, to_submit, wait_for, flags, None::<&u64>) };
+        return unsafe { enter(ring_fd, to_submit, wait_for, flags, None::<&u64>) }.map(drop);
     }
     submit_and_wait_with(ring_fd, to_submit, wait_for, poll, timeout, sig)
 }
@@ -72,7 +79,7 @@ unsafe fn enter<T>(
     wait_for: u32,
     flags: u32,
     arg: Option<&T>,
-) -> Result<()> {
+) -> Result<u32> {
     let (arg, size) = match arg {
         Some(a) => (
             (a as *const T).cast::<libc::c_void>(),
@@ -96,7 +103,8 @@ unsafe fn enter<T>(
     if res < 0 {
         return Err(enter_failed());
     }
-    Ok(())
+    // The number of SQEs the kernel consumed (at most `to_submit`).
+    Ok(res as u32)
 }
 
 #[cold]
@@ -122,7 +130,15 @@ fn submit_and_wait_with(
         // again). With a signal mask, submit first and wait in a second
         // call that can report the signal.
         // SAFETY: no argument block.
-        unsafe { enter(ring_fd, to_submit, 0, 0, None::<&u64>) }?;
+        let submitted = unsafe { enter(ring_fd, to_submit, 0, 0, None::<&u64>) }?;
+        if submitted < to_submit {
+            // The kernel refused an SQE (its CQE carries the error) and
+            // left the rest queued. Waiting now could sleep on requests
+            // that were never sent: return, so that the caller reaps the
+            // refusal and submits the rest (a one-call enter would not
+            // wait either).
+            return Ok(());
+        }
         to_submit = 0;
     }
     let mut flags = 0;
@@ -138,7 +154,7 @@ fn submit_and_wait_with(
     });
     // SAFETY: every pointer handed to the kernel (mask, timespec, argument
     // block) lives on this stack frame for the whole call.
-    unsafe {
+    let res = unsafe {
         match (timeout.filter(|_| wait_for > 0), &mask) {
             (None, None) => enter(ring_fd, to_submit, wait_for, flags, None::<&u64>),
             (None, Some(mask)) => enter(ring_fd, to_submit, wait_for, flags, Some(mask)),
@@ -163,5 +179,6 @@ fn submit_and_wait_with(
                 )
             }
         }
-    }
+    };
+    res.map(drop)
 }

@@ -215,6 +215,47 @@ static void test_masked_wait(struct blkioq *q, const sigset_t *allow)
     }
 }
 
+/* 5. A request the kernel refuses at submit time (a readv with more than
+ * 1024 iovecs: io_uring_enter(to_submit=2) returns 1) must not keep the
+ * request behind it from being submitted: the masked, timed wait returns
+ * both completions long before its timeout. */
+static void test_refused_at_submit(struct blkioq *q, const sigset_t *allow)
+{
+    enum { NIOV = 1025 };
+    static struct iovec iov[NIOV];
+    struct blkio_completion c[2];
+    struct timespec ts = {10, 0}, t0, t1;
+    int n, got = 0, readv_ret = 1, read_ret = 1;
+    double secs;
+    for (int i = 0; i < NIOV; i++) {
+        iov[i].iov_base = buf + (size_t)i * 4096;
+        iov[i].iov_len = 4096;
+    }
+    memset(buf + (8u << 20), 0, 4096);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    blkioq_readv(q, 0, iov, NIOV, (void *)1, 0);
+    blkioq_read(q, 1u << 20, buf + (8u << 20), 4096, (void *)2, 0);
+    while (got < 2) {
+        n = blkioq_do_io_interruptible(q, c + got, 2 - got, 2 - got, &ts, allow);
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    for (int i = 0; i < got; i++) {
+        if (c[i].user_data == (void *)1)
+            readv_ret = c[i].ret;
+        else if (c[i].user_data == (void *)2)
+            read_ret = c[i].ret;
+    }
+    CHECK(got == 2 && secs < 5, "refused readv + read: both complete (%d, %.2f s, %s)", got,
+          secs, got < 2 ? blkio_get_error_msg() : "");
+    CHECK_INT(readv_ret, -EINVAL, "readv of %d iovecs completes with -EINVAL", NIOV);
+    CHECK(read_ret == 0 && h_verify_byte(buf + (8u << 20), 4096, 0x5a) < 0,
+          "the read submitted after it completes with the data (ret %d)", read_ret);
+}
+
 int main(void)
 {
     const char *path = h_scratch(BIG);
@@ -269,6 +310,7 @@ int main(void)
     test_partial_progress(q, &allow);
     test_async(q, &allow);
     test_not_interruptible(q);
+    test_refused_at_submit(q, &allow);
 
     blkio_destroy(&b);
     return h_done();
