@@ -414,6 +414,75 @@ static void test_poll_queues(const char *path, bool direct)
     blkio_destroy(&b);
 }
 
+/* Small rings where a reaped completion needs a follow-up request (the
+ * tmpfs write-zeroes NO_UNMAP emulation: punch, then allocate; a read
+ * straddling the end of the file: the rest is read again and hits EOF): a
+ * timed do_io waiting for every request must return them all, never
+ * -ETIME while they can complete. */
+static void test_follow_ups(const char *dir, const char *what, bool direct)
+{
+    for (int entries = 2; entries <= 4; entries++) {
+        char opts[64];
+        const char *path = h_tmpfile(dir, 1 << 20);
+        struct blkio *b;
+        struct blkioq *q;
+        struct blkio_completion c[16];
+        int count = 16, got = 0, bad = 0, n = 0;
+        if (!path)
+            return;
+        snprintf(opts, sizeof(opts), "num-entries=%d%s", entries, direct ? ",direct=true" : "");
+        b = h_open(path, opts);
+        if (!b)
+            return;
+        q = blkio_get_queue(b, 0);
+        for (int mode = 0; mode < 2; mode++) {
+            struct timespec ts = {5, 0};
+            if (mode == 0 && direct)
+                continue;
+            memset(buf, 0x5a, (size_t)count * 8192);
+            for (int i = 0; i < count; i++) {
+                if (mode == 0)
+                    blkioq_write_zeroes(q, (uint64_t)i * 65536, 65536, (void *)(intptr_t)i,
+                                        BLKIO_REQ_NO_UNMAP);
+                else /* 4 KiB before the end, 8 KiB long */
+                    blkioq_read(q, (1 << 20) - 4096, buf + (size_t)i * 8192, 8192,
+                                (void *)(intptr_t)i, 0);
+            }
+            /* Submit-only calls (max 0 reaps nothing, the backlog refills
+             * the free SQ entries) put more requests in the kernel than
+             * the SQ holds, so that their follow-ups cannot all be queued
+             * at once. */
+            for (int i = 0; i < 4; i++) {
+                blkioq_do_io(q, c, 0, 0, NULL);
+                usleep(20000);
+            }
+            got = 0;
+            bad = 0;
+            while (got < count) {
+                n = blkioq_do_io(q, c, count - got, 16, &ts);
+                if (n <= 0)
+                    break;
+                for (int i = 0; i < n; i++)
+                    bad += c[i].ret != 0;
+                got += n;
+            }
+            if (mode == 1)
+                for (int i = 0; i < count; i++)
+                    bad += h_verify_byte(buf + (size_t)i * 8192 + 4096, 4096, 0) >= 0;
+            CHECK(got == count && bad == 0,
+                  "%s%s num-entries %d: %d %s complete in one timed do_io (got %d, "
+                  "%d bad, last %d %s)",
+                  what, direct ? " direct" : "", entries, count,
+                  mode == 0 ? "write_zeroes NO_UNMAP" : "reads straddling EOF", got, bad, n,
+                  n < 0 ? blkio_get_error_msg() : "");
+            if (got < count) /* collect the rest before the next mode */
+                while (got < count && (n = blkioq_do_io(q, c, 1, 16, NULL)) > 0)
+                    got += n;
+        }
+        blkio_destroy(&b);
+    }
+}
+
 int main(void)
 {
     const size_t big = 8 << 20;
@@ -445,6 +514,12 @@ int main(void)
     blkio_destroy(&db);
     blkio_destroy(&b);
 
+    test_follow_ups(h_test_dir(), "dir", false);
+    test_follow_ups(h_test_dir(), "dir", true);
+    if (h_tmpfs_dir())
+        test_follow_ups(h_tmpfs_dir(), "tmpfs", false);
+    else
+        h_skip("follow-ups on tmpfs (BLKIO_TEST_TMPFS not set)");
     test_poll_queues(path, false);
     test_poll_queues(path, true);
     return h_done();

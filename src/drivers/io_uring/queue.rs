@@ -628,8 +628,16 @@ impl QueueDriver for RingQueue {
         timeout: Option<Duration>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<()> {
+        let mut wait_for = wait_for;
         if !self.reqs.retry.is_empty() {
             self.push_retries();
+            // A request whose follow-up SQE found no room in the SQ cannot
+            // produce a CQE in this call: waiting for it would sleep until
+            // the timeout (-ETIME with every request able to complete).
+            // Wait at most for the requests the kernel will own; the
+            // caller reaps, which queues the remaining follow-ups, and
+            // calls again.
+            wait_for = wait_for.min(self.reqs.busy() - self.reqs.retry.len());
         }
         self.rings.publish();
         let res = uring_wait::submit_and_wait(
