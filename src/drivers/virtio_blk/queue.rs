@@ -99,6 +99,9 @@ pub struct VirtioQueue<T: Transport, V: Virtqueue> {
     hangup: Option<Arc<OwnedFd>>,
     /// The device went away: in-flight requests fail, new ones are refused.
     disconnected: bool,
+    /// Why the queue stopped when the device broke the ring's rules rather
+    /// than went away: requests then fail with -EIO and this message.
+    fault: Option<&'static CStr>,
     idle_reaps: u32,
 }
 
@@ -136,6 +139,7 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
             notify: false,
             hangup: p.hangup,
             disconnected: false,
+            fault: None,
             idle_reaps: 0,
         })
     }
@@ -362,7 +366,10 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     #[inline(never)]
     fn enqueue_other(&mut self, req: &Request) -> Enqueue {
         if self.disconnected {
-            return Enqueue::Failed(libc::ENOTCONN, Some(c"device disconnected"));
+            return match self.fault {
+                Some(msg) => Enqueue::Failed(libc::EIO, Some(msg)),
+                None => Enqueue::Failed(libc::ENOTCONN, Some(c"device disconnected")),
+            };
         }
         if let Err((errno, msg)) = self.check(req) {
             return Enqueue::Failed(errno, msg);
@@ -418,15 +425,27 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
         }
     }
 
+    /// The device wrote a used entry that breaks the ring's rules: the
+    /// ring can no longer be trusted, so the queue stops as if the device
+    /// had gone, and every request fails with -EIO.
+    #[cold]
+    #[inline(never)]
+    fn device_broke(&mut self, out: &mut [Completion]) -> usize {
+        self.fault = Some(c"device wrote an invalid used ring entry");
+        self.disconnected = true;
+        self.reap_disconnected(out)
+    }
+
     /// Fails every request still in the ring (the device is gone).
     fn reap_disconnected(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
+        let msg = self.fault.unwrap_or(c"device disconnected");
         for slot in self.pending.iter_mut() {
             if n == out.len() {
                 break;
             }
             if let Some(p) = slot.take() {
-                out[n] = Completion::new(p.user_data, -libc::EIO, Some(c"device disconnected"));
+                out[n] = Completion::new(p.user_data, -libc::EIO, Some(msg));
                 n += 1;
             }
         }
@@ -632,6 +651,9 @@ impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
             n += 1;
         }
         self.in_flight -= n;
+        if self.vq.is_broken() {
+            return n + self.device_broke(&mut out[n..]);
+        }
         if n == 0 && self.in_flight > 0 && !out.is_empty() {
             self.idle_reaps = self.idle_reaps.wrapping_add(1);
             if self.idle_reaps % IDLE_REAPS_PER_CHECK == 0 {

@@ -48,8 +48,16 @@ pub trait Virtqueue: Send {
     fn used_pending(&self) -> u16;
 
     /// The id of the next used chain, whose descriptors become free again.
-    /// Entries naming a chain that is not in flight are skipped.
+    /// An entry naming no chain in flight (out of range, never placed,
+    /// already used) breaks the ring: `None` from then on, and
+    /// [`Virtqueue::is_broken`] says so.
     fn pop_used(&mut self) -> Option<u16>;
+
+    /// Whether the device wrote a used entry that breaks the rules; every
+    /// request in flight is then lost and must fail.
+    fn is_broken(&self) -> bool {
+        false
+    }
 
     /// Whether something was published since the last kick decision.
     fn has_unkicked(&self) -> bool;

@@ -7,12 +7,17 @@
 //! `{id u32, len u32}`, `avail_event`; 8 + 8 N bytes). All fields are
 //! little-endian.
 //!
-//! Free descriptors form a list through their `next` fields. A chain takes
-//! descriptors from the head of that list in list order and keeps the
-//! links, so freeing a chain only relinks its last descriptor (remembered
-//! per head, so freeing does not walk the chain). Indexes read back from
-//! the shared table are masked to the ring size, so a device that scribbles
-//! on it can break its own requests but not make us write outside the ring.
+//! Free descriptors form a list kept in driver-private memory
+//! (`free_next`), never in the shared table: the device may write the
+//! table, and nothing is ever read back from it. A chain takes descriptors
+//! from the head of that list in list order, and its links in the table are
+//! written from the private list, so freeing a chain only relinks its last
+//! descriptor (remembered per head, so freeing does not walk the chain).
+//!
+//! A used entry whose id is out of range or names no chain in flight (a
+//! repeated id included) is a device error: the queue is then broken
+//! ([`Virtqueue::is_broken`]), hands out nothing more, and the virtio-blk
+//! layer fails every request with -EIO.
 //!
 //! Memory ordering: descriptors and ring slots are written before the
 //! release store of `avail.idx`; used entries are read after the acquire
@@ -74,6 +79,10 @@ pub struct SplitQueue {
     size: u16,
     free_head: u16,
     num_free: u16,
+    /// The free list's links, by descriptor (driver-private).
+    free_next: Box<[u16]>,
+    /// A used entry broke the rules; nothing more is popped.
+    broken: bool,
     /// Next available index (not yet wrapped to the ring size).
     avail_idx: u16,
     /// `avail_idx` at the last kick decision.
@@ -116,26 +125,24 @@ impl SplitQueue {
         let layout = Layout::new(size);
         // SAFETY: the offsets stay inside the block described by `layout`.
         let (avail, used) = unsafe { (mem.add(layout.avail).cast::<u16>(), mem.add(layout.used)) };
-        let q = SplitQueue {
+        SplitQueue {
             desc: mem.cast(),
             avail,
             used,
             size,
             free_head: 0,
             num_free: size,
+            free_next: (0..size)
+                .map(|i| if i + 1 < size { i + 1 } else { NO_NEXT })
+                .collect(),
+            broken: false,
             avail_idx: 0,
             kicked_idx: 0,
             used_last: 0,
             event_idx,
             notify: true,
             chains: vec![Chain::default(); size as usize].into_boxed_slice(),
-        };
-        for i in 0..size {
-            let next = if i + 1 < size { i + 1 } else { NO_NEXT };
-            // SAFETY: `i` < size: a descriptor of this ring.
-            unsafe { (*q.descriptor(i)).next = next.to_le() };
         }
-        q
     }
 
     /// Descriptor `i` modulo the ring size.
@@ -163,13 +170,17 @@ impl SplitQueue {
             }
             tail = idx;
             let d = self.descriptor(idx);
+            let mask = self.size - 1;
+            // SAFETY: masked below size, the length of `free_next`.
+            let next = unsafe { *self.free_next.get_unchecked((idx & mask) as usize) };
             // SAFETY: a free descriptor of this ring (`descriptor` masks).
             unsafe {
                 (*d).addr = buf.addr.to_le();
                 (*d).len = buf.len.to_le();
                 (*d).flags = flags.to_le();
-                idx = u16::from_le((*d).next);
+                (*d).next = next.to_le();
             }
+            idx = next;
         }
         self.free_head = idx;
         self.num_free -= chain.len() as u16;
@@ -237,6 +248,16 @@ impl SplitQueue {
     }
 }
 
+impl SplitQueue {
+    /// Marks the ring broken by a bad used entry; returns `None`.
+    #[cold]
+    #[inline(never)]
+    fn break_queue(&mut self) -> Option<u16> {
+        self.broken = true;
+        None
+    }
+}
+
 impl Virtqueue for SplitQueue {
     fn size(&self) -> u16 {
         self.size
@@ -266,37 +287,48 @@ impl Virtqueue for SplitQueue {
 
     #[inline]
     fn pop_used(&mut self) -> Option<u16> {
-        loop {
-            if self.used_pending() == 0 {
-                return None;
-            }
-            let slot = (self.used_last & (self.size - 1)) as usize;
-            // SAFETY: `used.ring[slot].id`, slot < N; ordered after the
-            // acquire load in `used_pending`.
-            let id = u32::from_le(unsafe {
-                self.used
-                    .as_ptr()
-                    .add(4 + 8 * slot)
-                    .cast::<u32>()
-                    .read_volatile()
-            });
-            self.used_last = self.used_last.wrapping_add(1);
-            if self.event_idx && self.notify {
-                self.write_used_event(self.used_last);
-                fence(Ordering::SeqCst);
-            }
-            let head = (id & (self.size as u32 - 1)) as u16;
-            // SAFETY: `head` is masked below size, the length of `chains`.
-            let chain = std::mem::take(unsafe { self.chains.get_unchecked_mut(head as usize) });
-            if chain.len == 0 {
-                continue; // not a chain of ours: skip it
-            }
-            // SAFETY: the chain's last descriptor (`descriptor` masks).
-            unsafe { (*self.descriptor(chain.tail)).next = self.free_head.to_le() };
-            self.free_head = head;
-            self.num_free += chain.len;
-            return Some(head);
+        let pending = self.used_pending();
+        if self.broken || pending == 0 {
+            return None;
         }
+        if pending > self.size {
+            // The device moved used.idx further than it has chains.
+            return self.break_queue();
+        }
+        let slot = (self.used_last & (self.size - 1)) as usize;
+        // SAFETY: `used.ring[slot].id`, slot < N; ordered after the
+        // acquire load in `used_pending`.
+        let id = u32::from_le(unsafe {
+            self.used
+                .as_ptr()
+                .add(4 + 8 * slot)
+                .cast::<u32>()
+                .read_volatile()
+        });
+        self.used_last = self.used_last.wrapping_add(1);
+        if self.event_idx && self.notify {
+            self.write_used_event(self.used_last);
+            fence(Ordering::SeqCst);
+        }
+        if id >= self.size as u32 {
+            return self.break_queue();
+        }
+        let head = id as u16;
+        // SAFETY: `head` < size, the length of `chains`.
+        let chain = std::mem::take(unsafe { self.chains.get_unchecked_mut(head as usize) });
+        if chain.len == 0 {
+            // Not in flight: never placed, or already used once.
+            return self.break_queue();
+        }
+        // SAFETY: the tail was masked below size when it was recorded.
+        unsafe { *self.free_next.get_unchecked_mut(chain.tail as usize) = self.free_head };
+        self.free_head = head;
+        self.num_free += chain.len;
+        Some(head)
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn has_unkicked(&self) -> bool {
@@ -488,12 +520,11 @@ mod tests {
         assert_eq!(ring.take().unwrap().0, 3);
         assert!(ring.take().is_none());
 
-        // Completion out of order; unknown ids are skipped.
+        // Completion out of order.
         assert_eq!(q.pop_used(), None);
         ring.complete(3);
-        ring.complete(6); // never added
         ring.complete(0);
-        assert_eq!(q.used_pending(), 3);
+        assert_eq!(q.used_pending(), 2);
         assert_eq!(q.pop_used(), Some(3));
         assert_eq!(q.pop_used(), Some(0));
         assert_eq!(q.pop_used(), None);
@@ -505,6 +536,102 @@ mod tests {
         assert_eq!(ring.take().unwrap().1.len(), 3);
         assert_eq!((ring.desc(0).3, ring.desc(1).3), (1, 2));
         assert_eq!(q.next_id(), Some(3));
+    }
+
+    /// Sets the `next` field of descriptor `i`, as a device may.
+    fn scribble_next(ring: &mut Ring, i: u16, next: u16) {
+        ring.set_u16(16 * i as usize + 14, next);
+    }
+
+    #[test]
+    fn device_writes_to_the_table_do_not_change_the_free_list() {
+        let mut ring = Ring::new(8);
+        let mut q = ring.queue(false);
+        let chain = [
+            buf(0x1000, 16, false),
+            buf(0x2000, 512, true),
+            buf(0x3000, 1, true),
+        ];
+        for round in 0..50u16 {
+            let a = q.add_chain3(chain);
+            let b = q.add_chain(&chain[..2]);
+            // Both chains use distinct descriptors, linked as we wrote them.
+            let mut used = std::collections::HashSet::new();
+            for _ in 0..2 {
+                let (head, bufs) = ring.take().unwrap();
+                assert!(head == a || head == b);
+                let mut i = head;
+                for _ in 0..bufs.len() {
+                    assert!(
+                        used.insert(i),
+                        "round {round}: descriptor {i} in two chains"
+                    );
+                    i = ring.desc(i).3;
+                }
+            }
+            assert_eq!(used.len(), 5);
+            // The device scribbles on every descriptor, in flight and free
+            // (with event idx off, `next` of free ones is what the old
+            // free list followed).
+            for i in 0..8 {
+                scribble_next(&mut ring, i, (i + round) % 8);
+            }
+            ring.complete(b as u32);
+            ring.complete(a as u32);
+            assert_eq!(q.pop_used(), Some(b));
+            assert_eq!(q.pop_used(), Some(a));
+            assert!(!q.is_broken());
+            assert_eq!(q.num_free(), 8);
+        }
+    }
+
+    #[test]
+    fn used_id_out_of_range_breaks_the_ring() {
+        let mut ring = Ring::new(8);
+        let mut q = ring.queue(false);
+        let chain = [buf(0x1000, 16, false), buf(0x3000, 1, true)];
+        let a = q.add_chain(&chain);
+        let _b = q.add_chain(&chain);
+        // 8 + a would wrap onto `a` if masked.
+        ring.complete(8 + a as u32);
+        ring.complete(a as u32);
+        assert_eq!(q.pop_used(), None);
+        assert!(q.is_broken());
+        assert_eq!(q.pop_used(), None);
+    }
+
+    #[test]
+    fn used_id_not_in_flight_breaks_the_ring() {
+        for repeated in [false, true] {
+            let mut ring = Ring::new(8);
+            let mut q = ring.queue(false);
+            let chain = [buf(0x1000, 16, false), buf(0x3000, 1, true)];
+            let a = q.add_chain(&chain);
+            let b = q.add_chain(&chain);
+            ring.complete(a as u32);
+            if repeated {
+                ring.complete(a as u32);
+            } else {
+                ring.complete(5); // inside a free range, never a head
+            }
+            ring.complete(b as u32);
+            assert_eq!(q.pop_used(), Some(a));
+            assert_eq!(q.pop_used(), None, "repeated {repeated}");
+            assert!(q.is_broken());
+            assert_eq!(q.pop_used(), None);
+        }
+    }
+
+    #[test]
+    fn used_index_jump_larger_than_the_ring_breaks_it() {
+        let mut ring = Ring::new(8);
+        let mut q = ring.queue(false);
+        let a = q.add_chain(&[buf(0x1000, 16, false)]);
+        ring.complete(a as u32);
+        let l = Layout::new(8);
+        ring.set_u16(l.used + 2, 9);
+        assert_eq!(q.pop_used(), None);
+        assert!(q.is_broken());
     }
 
     #[test]
