@@ -3,9 +3,9 @@
 #
 # Unchanged QEMU tools against our libblkio.so.1.
 #
-# Builds (once, cached) a minimal Debian trixie root filesystem holding the
-# distribution's qemu-utils and qemu-block-extra (whose block-blkio.so module
-# links libblkio.so.1), then runs qemu-io / qemu-img inside it (chroot) with
+# Builds (once, cached; tests/lib/trixie-rootfs.sh) a minimal Debian trixie
+# root filesystem holding the distribution's qemu-utils and qemu-block-extra
+# (whose block-blkio.so module links libblkio.so.1), then runs qemu-io / qemu-img inside it (chroot) with
 # our freshly built libblkio.so.1 put in front of the distribution's copy via
 # LD_LIBRARY_PATH, and proves that ours is the one that got mapped.
 #
@@ -29,11 +29,6 @@ set -u
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 self="$repo/tests/qemu/run.sh"
 ROOTFS=${BLKIO_QEMU_ROOTFS:-$repo/target/qemu-rootfs}
-SUITE=trixie
-PACKAGES=(qemu-utils qemu-block-extra)
-# Changing this string invalidates cached root filesystems.
-STAMP_CONTENT="suite=$SUITE variant=minbase packages=${PACKAGES[*]} layout=1"
-STAMP="$ROOTFS/.blkio-rootfs-complete"
 LIBDIR_IN=/blkio-test/lib            # inside the chroot
 WORK_IN=/blkio-test/work             # inside the chroot, shared with the host
 ARCH_LIBDIR=/usr/lib/x86_64-linux-gnu
@@ -98,78 +93,15 @@ mnt() { # mnt <target> <mount args...>
 # Root filesystem (cached)
 # ---------------------------------------------------------------------------
 
-# The Debian mirror this host's apt already uses (deb822 or one-line format).
-host_mirror() {
-    local f uri=""
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        uri=$(awk 'tolower($1) == "uris:" { print $2; exit }' "$f")
-        case "$uri" in */debian | */debian/) break ;; *) uri="" ;; esac
-    done
-    if [ -z "$uri" ]; then
-        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            [ -f "$f" ] || continue
-            uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' "$f" |
-                grep -E '/debian/?$' | head -n1)
-            [ -n "$uri" ] && break
-        done
-    fi
-    echo "${uri%/}"
-}
-
-build_rootfs() {
-    local mirror tmp
-    mirror=$(host_mirror)
-    if [ -z "$mirror" ]; then
-        echo "cannot find the Debian mirror in /etc/apt/sources.list*" >&2
-        return 1
-    fi
-    if ! command -v debootstrap >/dev/null; then
-        log "installing debootstrap on the host"
-        timeout 600 apt-get install -y -q debootstrap >&2 ||
-            { timeout 600 apt-get update -q >&2 && timeout 600 apt-get install -y -q debootstrap >&2; } ||
-            return 1
-    fi
-    tmp="$ROOTFS.partial"
-    rm -rf "$tmp" "$ROOTFS"
-    log "debootstrap $SUITE from $mirror into $ROOTFS (takes a few minutes)"
-    timeout 1800 debootstrap --variant=minbase "$SUITE" "$tmp" "$mirror" >&2 || return 1
-    mnt "$tmp/proc" -t proc proc || return 1
-    mnt "$tmp/dev" --bind /dev || return 1
-    cp /etc/resolv.conf "$tmp/etc/resolv.conf" 2>/dev/null
-    timeout 600 chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || return 1
-    timeout 1200 chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >&2 || return 1
-    timeout 120 chroot "$tmp" apt-get clean >&2
-    umount -l "$tmp/dev" "$tmp/proc"
-    mounts=()
-    mkdir -p "$tmp/blkio-test"
-    echo "$STAMP_CONTENT" >"$tmp/.blkio-rootfs-complete"
-    mv "$tmp" "$ROOTFS"
-}
-
 t0=$(date +%s)
-mkdir -p "$(dirname "$ROOTFS")"
-# Exclusive while checking/building, shared while using: a rebuild waits for
-# the runs that use the root filesystem, concurrent runs share it.
-exec 9>"$ROOTFS.lock"
-if ! timeout 3600 flock 9; then
-    not_ok "lock $ROOTFS.lock" "timed out waiting for another run"
+# shellcheck source=../lib/trixie-rootfs.sh
+. "$repo/tests/lib/trixie-rootfs.sh"
+if trixie_rootfs "$ROOTFS"; then
+    case $TRIXIE_MSG in using*) log "$TRIXIE_MSG" ;; *) ok "$TRIXIE_MSG" ;; esac
+else
+    not_ok "Debian trixie root filesystem" "$TRIXIE_MSG"
     finish
 fi
-if [ "${BLKIO_QEMU_REBUILD:-0}" = 1 ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$STAMP_CONTENT" ]; then
-    if build_rootfs; then
-        ok "built Debian $SUITE root filesystem with ${PACKAGES[*]} ($(($(date +%s) - t0)) s)"
-    else
-        not_ok "build Debian $SUITE root filesystem" "see the log above"
-        finish
-    fi
-else
-    log "using cached root filesystem $ROOTFS"
-fi
-flock -s 9
 
 # ---------------------------------------------------------------------------
 # Library under test and the chroot's mounts
