@@ -88,7 +88,14 @@ impl VhostUser {
         if acked.contains(VhostUserProtocolFeatures::MQ) {
             // Only bounds the queue indexes the crate accepts; `max-queues`
             // comes from the config space (PROPERTIES.md §6.1).
-            frontend.get_queue_num().map_err(vhost_error)?;
+            // A back-end with no queue at all cannot serve any request:
+            // refuse it here with a clear message (docs/virtio-device-trust.md).
+            if frontend.get_queue_num().map_err(vhost_error)? == 0 {
+                return Err(Error::new(
+                    libc::EIO,
+                    "vhost-user reply to GET_QUEUE_NUM: 0 queues, expected at least 1",
+                ));
+            }
         }
         let slots = frontend.get_max_mem_slots().map_err(vhost_error)?;
         Ok((features, slots))

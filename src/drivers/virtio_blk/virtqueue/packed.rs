@@ -83,6 +83,8 @@ pub struct PackedQueue {
     chain_len: Box<[u16]>,
     /// Descriptors published since the last kick decision.
     unkicked: u16,
+    /// A used descriptor named no chain in flight; nothing more is popped.
+    broken: bool,
 }
 
 // SAFETY: the ring memory is owned by the queue that owns this value (see
@@ -115,6 +117,7 @@ impl PackedQueue {
             free_ids: (0..size).rev().collect(),
             chain_len: vec![0; size as usize].into_boxed_slice(),
             unkicked: 0,
+            broken: false,
         }
     }
 
@@ -232,26 +235,30 @@ impl Virtqueue for PackedQueue {
     }
 
     fn pop_used(&mut self) -> Option<u16> {
-        loop {
-            if self.num_free == self.size || !self.is_used(self.next_used, self.used_wrap) {
+        if self.broken
+            || self.num_free == self.size
+            || !self.is_used(self.next_used, self.used_wrap)
+        {
+            return None;
+        }
+        // SAFETY: a descriptor the device marked used (acquire above).
+        let id = u16::from_le(unsafe { (*self.descriptor(self.next_used)).id });
+        let len = match self.chain_len.get_mut(id as usize) {
+            Some(l) if *l > 0 => std::mem::take(l),
+            // Out of range, never placed or already used: a device error.
+            _ => {
+                self.broken = true;
                 return None;
             }
-            // SAFETY: a descriptor the device marked used (acquire above).
-            let id = u16::from_le(unsafe { (*self.descriptor(self.next_used)).id });
-            let len = match self.chain_len.get_mut(id as usize) {
-                Some(l) if *l > 0 => std::mem::take(l),
-                // Not a chain of ours: step over this one descriptor.
-                _ => {
-                    (self.next_used, self.used_wrap) =
-                        self.advance(self.next_used, self.used_wrap, 1);
-                    continue;
-                }
-            };
-            (self.next_used, self.used_wrap) = self.advance(self.next_used, self.used_wrap, len);
-            self.num_free += len;
-            self.free_ids.push(id);
-            return Some(id);
-        }
+        };
+        (self.next_used, self.used_wrap) = self.advance(self.next_used, self.used_wrap, len);
+        self.num_free += len;
+        self.free_ids.push(id);
+        Some(id)
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn has_unkicked(&self) -> bool {
@@ -458,6 +465,27 @@ mod tests {
         assert_eq!(q.pop_used(), Some(0));
         assert_eq!(q.pop_used(), None);
         assert_eq!(q.num_free(), 8);
+    }
+
+    #[test]
+    fn bad_used_ids_break_the_ring() {
+        // Out of range (would be 1 if masked), never placed, repeated.
+        for (case, bad) in [(0, 8 + 1), (1, 5), (2, 0)] {
+            let mut dev = Device::new(8);
+            let mut q = dev.queue();
+            let two = [buf(0x1000, 16, false), buf(0x3000, 1, true)];
+            assert_eq!(q.add_chain(&two), 0);
+            assert_eq!(q.add_chain(&two), 1);
+            dev.take().unwrap();
+            dev.take().unwrap();
+            dev.complete(0, 2);
+            assert_eq!(q.pop_used(), Some(0), "case {case}");
+            dev.complete(bad, 1);
+            dev.complete(1, 2);
+            assert_eq!(q.pop_used(), None, "case {case}");
+            assert!(q.is_broken(), "case {case}");
+            assert_eq!(q.pop_used(), None, "case {case}");
+        }
     }
 
     #[test]
