@@ -4,10 +4,14 @@
 computed independently here.
 
   layout.py fill-ro IMAGE TAG      write the read-only disk's 4 MiB pattern
-  layout.py check IMAGE TAG NAME   after the guest powered off: every byte of
+  layout.py check IMAGE TAG NAME [detect-zeroes]
+                                   after the guest powered off: every byte of
                                    IMAGE is what the guest's writes, discards
                                    and zeroings must have left; the discarded
-                                   range is a hole in the file
+                                   range is a hole in the file; with
+                                   detect-zeroes, so is the range the guest
+                                   wrote zeroes to (detect-zeroes=unmap made
+                                   it a write-zeroes that may unmap)
 Prints ok/not ok lines; exit status 1 if a check failed.
 """
 import os
@@ -20,7 +24,8 @@ LAYOUT_END = 40 << 20
 RO_SIZE = 4 << 20
 MASK = (1 << 64) - 1
 DISCARD = (4 << 20, 1 << 20)
-ZEROED = [DISCARD, (9 << 20, 3 << 19), ((20 << 20) + 512, 3584), (16 << 20, 1 << 20)]
+ZERO_WRITE = (16 << 20, 1 << 20)
+ZEROED = [DISCARD, (9 << 20, 3 << 19), ((20 << 20) + 512, 3584), ZERO_WRITE]
 
 
 def layout():
@@ -81,17 +86,21 @@ def main():
         bad = [i for i in range(0, size, SECTOR) if have[i:i + SECTOR] != want[i:i + SECTOR]]
         print(f"not ok - {name}: image differs from the expected bytes in {len(bad)} sectors, "
               f"first at offset {bad[0] if bad else '?'}")
+    holes = [("discarded range", DISCARD)]
+    if sys.argv[5:] == ["detect-zeroes"]:
+        holes.append(("range written with zeroes (detect-zeroes=unmap)", ZERO_WRITE))
     fd = os.open(image, os.O_RDONLY)
-    try:
-        data = os.lseek(fd, DISCARD[0], os.SEEK_DATA)
-    except OSError:
-        data = size
+    for what, (off, length) in holes:
+        try:
+            data = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError:
+            data = size
+        if data >= off + length:
+            print(f"ok - {name}: the {what} [{off}, +{length}) is a hole in the image file")
+        else:
+            failed += 1
+            print(f"not ok - {name}: the {what} [{off}, +{length}) still holds data at {data}")
     os.close(fd)
-    if data >= DISCARD[0] + DISCARD[1]:
-        print(f"ok - {name}: the discarded range [{DISCARD[0]}, +{DISCARD[1]}) is a hole in the image file")
-    else:
-        failed += 1
-        print(f"not ok - {name}: the discarded range [{DISCARD[0]}, +{DISCARD[1]}) still holds data at {data}")
     return 1 if failed else 0
 
 

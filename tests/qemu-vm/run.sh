@@ -31,7 +31,8 @@
 # failure. Needs root; without it everything is skipped.
 # Environment: BLKIO_QEMU_ROOTFS (default target/qemu-rootfs), BLKIO_LIB,
 # VMTEST_SHARED (default ../shared), VMTEST_GUESTDIR (default
-# target/vmtest-guest), QVM_TIMEOUT (guest time limit, default 480 s).
+# target/vmtest-guest), QVM_TIMEOUT (guest time limit, default 480 s),
+# QVM_KEEP=1 (keep the scratch directory: images, maps, logs).
 # Time on 2 shared cores with cached root filesystem and guest: see README.
 
 set -u
@@ -80,7 +81,11 @@ cleanup() {
         umount -l "${mounts[i]}" 2>/dev/null
     done
     mounts=()
-    [ -n "$scratch" ] && rm -rf "$scratch"
+    if [ -n "$scratch" ] && [ "${QVM_KEEP:-0}" = 1 ]; then
+        log "kept $scratch"
+    elif [ -n "$scratch" ]; then
+        rm -rf "$scratch"
+    fi
     scratch=""
 }
 trap cleanup EXIT
@@ -247,14 +252,15 @@ wait "$qsd_pid" 2>/dev/null
 qsd_pid=""
 
 # --- the images, checked on the host ----------------------------------------
-for d in direct:1:"io_uring cache.direct=on" buffered:2:"io_uring cache.direct=off" vhost:3:"virtio-blk-vhost-user"; do
-    IFS=: read -r name tag desc <<<"$d"
+for d in direct:1:"io_uring cache.direct=on":detect-zeroes buffered:2:"io_uring cache.direct=off": \
+    vhost:3:"virtio-blk-vhost-user":; do
+    IFS=: read -r name tag desc extra <<<"$d"
     while IFS= read -r line; do
         case $line in
             "ok - "*) ok "host: ${line#ok - }" ;;
             "not ok - "*) not_ok "host: ${line#not ok - }" ;;
         esac
-    done < <(python3 "$here/layout.py" check "$img/$name.img" "$tag" "$desc image" 2>&1)
+    done < <(python3 "$here/layout.py" check "$img/$name.img" "$tag" "$desc image" ${extra:+"$extra"} 2>&1)
 done
 if [ "$(sha256sum <"$img/ro.img")" = "$ro_sum" ]; then
     ok "host: read-only image unchanged"
