@@ -609,9 +609,9 @@ pub fn c_api(data: &[u8]) {
     while !input.is_empty() && steps < 64 {
         steps += 1;
         let op = input.u8() % 16;
-        // SAFETY (whole match): every pointer passed is NULL, `b`, a live
-        // queue handle of `b`, or points into memory of this function or
-        // the never-freed I/O buffer, with lengths that stay inside it.
+        // SAFETY: (the whole match) every pointer passed is NULL, `b`, a
+        // live queue handle of `b`, or points into memory of this function
+        // or the never-freed I/O buffer, with lengths that stay inside it.
         unsafe {
             match op {
                 0..=2 => {
@@ -740,7 +740,8 @@ unsafe fn request(
         len,
     );
     let len = len.min(IO_BUF - off);
-    let data = buf.add(off);
+    // SAFETY: `off` < IO_BUF, inside the I/O buffer.
+    let data = unsafe { buf.add(off) };
     let user = input.u32() as usize as *mut c_void;
     let flags = input.u32() & if input.bool() { 1 } else { u32::MAX };
     // SAFETY: every buffer and iovec lies inside the I/O buffer.

@@ -36,19 +36,23 @@ fn note() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
-        System.alloc(layout)
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
-        System.alloc_zeroed(layout)
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, size: usize) -> *mut u8 {
         note();
-        System.realloc(p, layout, size)
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.realloc(p, layout, size) }
     }
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         note();
-        System.dealloc(p, layout)
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.dealloc(p, layout) }
     }
 }
 

@@ -222,7 +222,7 @@ fn sequence(inst: &Instance, seed: u64, log: &mut Vec<String>) {
                 let id = next_id;
                 next_id += 1;
                 let start = rng.below(BLOCKS) * BS as u64;
-                // SAFETY (arithmetic): the slot is inside the region.
+                // SAFETY: (arithmetic) the slot is inside the region.
                 let buf = unsafe { inst.buf.add((id as usize % SLOTS) * BS) };
                 let (flags, ret) = match rng.below(10) {
                     0 => (0x8, -libc::EINVAL),

@@ -112,6 +112,26 @@ run_program() {
 }
 
 # ---------------------------------------------------------------------------
+section "checks: cargo fmt, clippy, doc"
+# The discipline the compiler and tools enforce (CONTRIBUTING.md): each a
+# failure of the test command.
+if cargo fmt --all -- --check; then
+    pass "cargo fmt --all -- --check"
+else
+    fail "cargo fmt --all -- --check (run cargo fmt --all)"
+fi
+if cargo clippy --workspace --all-targets -- -D warnings; then
+    pass "cargo clippy --workspace --all-targets -- -D warnings"
+else
+    fail "cargo clippy --workspace --all-targets -- -D warnings"
+fi
+if RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; then
+    pass "RUSTDOCFLAGS=-D warnings cargo doc --no-deps --workspace"
+else
+    fail "RUSTDOCFLAGS=-D warnings cargo doc --no-deps --workspace"
+fi
+
+# ---------------------------------------------------------------------------
 section "build"
 if ! cargo build; then
     fail "cargo build"

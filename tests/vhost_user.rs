@@ -249,8 +249,8 @@ fn wait(q: *mut Queue, n: usize) -> Vec<Completion> {
 }
 
 fn msg(c: &Completion) -> Option<String> {
-    // SAFETY: NULL or a static NUL-terminated message.
     (!c.error_msg.is_null()).then(|| {
+        // SAFETY: a non-NULL message is a static NUL-terminated string.
         unsafe { CStr::from_ptr(c.error_msg) }
             .to_string_lossy()
             .into_owned()

@@ -83,6 +83,7 @@ pub struct Instance {
 // SAFETY: the library serialises every control call on an instance with
 // its own lock (ABI.md §5), so the handle may be shared between threads.
 unsafe impl Send for Instance {}
+// SAFETY: as for Send.
 unsafe impl Sync for Instance {}
 
 impl Instance {
@@ -215,6 +216,7 @@ pub struct Region<'a> {
 // SAFETY: the region is plain shared memory; freeing goes through the
 // owner's locked control path. Threads use disjoint parts of it.
 unsafe impl Send for Region<'_> {}
+// SAFETY: as for Send.
 unsafe impl Sync for Region<'_> {}
 
 impl Region<'_> {

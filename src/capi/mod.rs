@@ -38,6 +38,9 @@ macro_rules! instance {
         instance!($b, ())
     };
     ($b:expr, $null:expr) => {
+        // SAFETY: a non-NULL `b` is an instance from blkio_create that the
+        // application has not destroyed (API contract); shared access only,
+        // the mutex serialises the calls.
         match unsafe { $b.as_ref() } {
             Some(b) => b.lock(),
             None => return $null,
@@ -74,7 +77,8 @@ unsafe fn utf8<'a>(s: *const c_char, what: &'static str) -> Result<&'a str, Erro
             _ => "argument must be non-NULL",
         }));
     }
-    CStr::from_ptr(s).to_str().map_err(|_| {
+    // SAFETY: `s` is non-NULL and NUL-terminated (the caller's contract).
+    unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| {
         Error::invalid(match what {
             "name" => "Invalid property name",
             "driver" => "Invalid driver name",
@@ -101,16 +105,20 @@ pub unsafe extern "C" fn blkio_create(driver: *const c_char, bp: *mut *mut Blkio
     if bp.is_null() {
         return invalid("bp must be non-NULL");
     }
-    *bp = ptr::null_mut();
-    let name = match utf8(driver, "driver") {
+    // SAFETY: `bp` is non-NULL and writable (the caller's contract).
+    unsafe { *bp = ptr::null_mut() };
+    // SAFETY: `driver` is NULL or NUL-terminated (the caller's contract).
+    let name = match unsafe { utf8(driver, "driver") } {
         Ok(n) => n,
         Err(e) => return fail(e),
     };
     match drivers::create(name) {
         Some(device) => {
-            *bp = Box::into_raw(Box::new(Blkio {
+            let instance = Box::into_raw(Box::new(Blkio {
                 device: Mutex::new(device),
             }));
+            // SAFETY: `bp` is non-NULL and writable (the caller's contract).
+            unsafe { *bp = instance };
             0
         }
         None => fail(Error::new(libc::ENOENT, "Unknown driver name")),
@@ -143,11 +151,18 @@ pub unsafe extern "C" fn blkio_start(b: *mut Blkio) -> c_int {
 /// `bp` is NULL or points to NULL or to an instance from `blkio_create`.
 #[no_mangle]
 pub unsafe extern "C" fn blkio_destroy(bp: *mut *mut Blkio) {
-    if bp.is_null() || (*bp).is_null() {
+    if bp.is_null() {
         return;
     }
-    drop(Box::from_raw(*bp));
-    *bp = ptr::null_mut();
+    // SAFETY: `bp` is non-NULL and points to a readable and writable
+    // pointer (the caller's contract).
+    let b = unsafe { std::mem::replace(&mut *bp, ptr::null_mut()) };
+    if b.is_null() {
+        return;
+    }
+    // SAFETY: a non-NULL `*bp` came from Box::into_raw in blkio_create and
+    // is destroyed once: the caller's pointer is NULL from now on.
+    drop(unsafe { Box::from_raw(b) });
 }
 
 // ---------------------------------------------------------------------------
@@ -161,7 +176,8 @@ unsafe fn get_value(
     ty: Option<PropType>,
 ) -> Result<Value, c_int> {
     let dev = instance!(b, Err(invalid("b must be non-NULL")));
-    let name = utf8(name, "name").map_err(fail)?;
+    // SAFETY: `name` is NULL or NUL-terminated (the caller's contract).
+    let name = unsafe { utf8(name, "name") }.map_err(fail)?;
     dev.get(name, ty).map_err(fail)
 }
 
@@ -169,7 +185,8 @@ unsafe fn get_value(
 /// Pointers are NULL or valid; `name` is NUL-terminated.
 unsafe fn set_value(b: *mut Blkio, name: *const c_char, value: SetValue<'_>) -> c_int {
     let mut dev = instance!(b, invalid("b must be non-NULL"));
-    match utf8(name, "name") {
+    // SAFETY: `name` is NULL or NUL-terminated (the caller's contract).
+    match unsafe { utf8(name, "name") } {
         Ok(name) => status(dev.set(name, value)),
         Err(e) => fail(e),
     }
@@ -189,9 +206,13 @@ unsafe fn get_typed<T>(
     if value.is_null() && !b.is_null() && !name.is_null() {
         return invalid("value must be non-NULL");
     }
-    match get_value(b, name, Some(ty)) {
+    // SAFETY: the pointers are NULL or valid (the caller's contract).
+    match unsafe { get_value(b, name, Some(ty)) } {
         Ok(v) => {
-            *value = conv(&v);
+            // SAFETY: get_value succeeds only for a non-NULL `b` and `name`,
+            // for which a NULL `value` was refused above; it is writable
+            // (the caller's contract).
+            unsafe { *value = conv(&v) };
             0
         }
         Err(e) => e,
@@ -207,7 +228,8 @@ pub unsafe extern "C" fn blkio_get_bool(
     name: *const c_char,
     value: *mut bool,
 ) -> c_int {
-    get_typed(b, name, value, PropType::Bool, Value::as_bool)
+    // SAFETY: the caller's contract is get_typed's.
+    unsafe { get_typed(b, name, value, PropType::Bool, Value::as_bool) }
 }
 
 /// # Safety
@@ -219,7 +241,8 @@ pub unsafe extern "C" fn blkio_get_int(
     name: *const c_char,
     value: *mut c_int,
 ) -> c_int {
-    get_typed(b, name, value, PropType::Int, Value::as_int)
+    // SAFETY: the caller's contract is get_typed's.
+    unsafe { get_typed(b, name, value, PropType::Int, Value::as_int) }
 }
 
 /// # Safety
@@ -231,7 +254,8 @@ pub unsafe extern "C" fn blkio_get_uint64(
     name: *const c_char,
     value: *mut u64,
 ) -> c_int {
-    get_typed(b, name, value, PropType::Uint64, Value::as_u64)
+    // SAFETY: the caller's contract is get_typed's.
+    unsafe { get_typed(b, name, value, PropType::Uint64, Value::as_u64) }
 }
 
 /// Reads any property as a string the caller frees with `free(3)`.
@@ -248,18 +272,22 @@ pub unsafe extern "C" fn blkio_get_str(
     if value.is_null() && !b.is_null() && !name.is_null() {
         return invalid("value must be non-NULL");
     }
-    let s = match get_value(b, name, None) {
+    // SAFETY: the pointers are NULL or valid (the caller's contract).
+    let s = match unsafe { get_value(b, name, None) } {
         Ok(v) => v.into_string(),
         Err(e) => return e,
     };
     let Ok(c) = std::ffi::CString::new(s) else {
         return invalid("property value contains a NUL byte");
     };
-    let dup = libc::strdup(c.as_ptr());
+    // SAFETY: `c` is a NUL-terminated string alive for the call.
+    let dup = unsafe { libc::strdup(c.as_ptr()) };
     if dup.is_null() {
         return fail(Error::from_errno(libc::ENOMEM));
     }
-    *value = dup;
+    // SAFETY: `value` is non-NULL (get_value succeeded, so `b` and `name`
+    // were non-NULL and a NULL `value` was refused above) and writable.
+    unsafe { *value = dup };
     0
 }
 
@@ -267,21 +295,24 @@ pub unsafe extern "C" fn blkio_get_str(
 /// `b` is NULL or an instance; `name` NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn blkio_set_bool(b: *mut Blkio, name: *const c_char, value: bool) -> c_int {
-    set_value(b, name, SetValue::Typed(Value::Bool(value)))
+    // SAFETY: the caller's contract is set_value's.
+    unsafe { set_value(b, name, SetValue::Typed(Value::Bool(value))) }
 }
 
 /// # Safety
 /// `b` is NULL or an instance; `name` NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn blkio_set_int(b: *mut Blkio, name: *const c_char, value: c_int) -> c_int {
-    set_value(b, name, SetValue::Typed(Value::Int(value)))
+    // SAFETY: the caller's contract is set_value's.
+    unsafe { set_value(b, name, SetValue::Typed(Value::Int(value))) }
 }
 
 /// # Safety
 /// `b` is NULL or an instance; `name` NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn blkio_set_uint64(b: *mut Blkio, name: *const c_char, value: u64) -> c_int {
-    set_value(b, name, SetValue::Typed(Value::Uint64(value)))
+    // SAFETY: the caller's contract is set_value's.
+    unsafe { set_value(b, name, SetValue::Typed(Value::Uint64(value))) }
 }
 
 /// Sets any property from its string form.
@@ -297,11 +328,14 @@ pub unsafe extern "C" fn blkio_set_str(
     if b.is_null() {
         return invalid("b must be non-NULL");
     }
-    if let Err(e) = utf8(name, "name") {
+    // SAFETY: `name` is NULL or NUL-terminated (the caller's contract).
+    if let Err(e) = unsafe { utf8(name, "name") } {
         return fail(e);
     }
-    match utf8(value, "path") {
-        Ok(v) => set_value(b, name, SetValue::Str(v)),
+    // SAFETY: `value` is NULL or NUL-terminated (the caller's contract).
+    match unsafe { utf8(value, "path") } {
+        // SAFETY: the caller's contract is set_value's.
+        Ok(v) => unsafe { set_value(b, name, SetValue::Str(v)) },
         Err(e) => fail(e),
     }
 }
@@ -323,7 +357,9 @@ pub unsafe extern "C" fn blkio_alloc_mem_region(
     }
     match dev.alloc_mem_region(len) {
         Ok(r) => {
-            *region = r;
+            // SAFETY: `region` is non-NULL and writable (the caller's
+            // contract).
+            unsafe { *region = r };
             0
         }
         Err(e) => fail(e),
@@ -337,7 +373,8 @@ pub unsafe extern "C" fn blkio_alloc_mem_region(
 #[no_mangle]
 pub unsafe extern "C" fn blkio_free_mem_region(b: *mut Blkio, region: *const MemRegion) {
     let mut dev = instance!(b);
-    if let Some(r) = region.as_ref() {
+    // SAFETY: `region` is NULL or readable (the caller's contract).
+    if let Some(r) = unsafe { region.as_ref() } {
         dev.free_mem_region(r);
     }
 }
@@ -347,7 +384,8 @@ pub unsafe extern "C" fn blkio_free_mem_region(b: *mut Blkio, region: *const Mem
 #[no_mangle]
 pub unsafe extern "C" fn blkio_map_mem_region(b: *mut Blkio, region: *const MemRegion) -> c_int {
     let mut dev = instance!(b, invalid("b must be non-NULL"));
-    match region.as_ref() {
+    // SAFETY: `region` is NULL or readable (the caller's contract).
+    match unsafe { region.as_ref() } {
         Some(r) => status(dev.map_mem_region(r)),
         None => invalid("region must be non-NULL"),
     }
@@ -358,7 +396,8 @@ pub unsafe extern "C" fn blkio_map_mem_region(b: *mut Blkio, region: *const MemR
 #[no_mangle]
 pub unsafe extern "C" fn blkio_unmap_mem_region(b: *mut Blkio, region: *const MemRegion) {
     let mut dev = instance!(b);
-    if let Some(r) = region.as_ref() {
+    // SAFETY: `region` is NULL or readable (the caller's contract).
+    if let Some(r) = unsafe { region.as_ref() } {
         dev.unmap_mem_region(r);
     }
 }
@@ -420,14 +459,21 @@ pub unsafe extern "C" fn blkio_remove_poll_queue(b: *mut Blkio, index: c_int) ->
 // Requests
 
 /// Queues a request on `q`.
+///
+/// # Safety
+/// The buffers `op` points to stay valid until completion
+/// ([`Queue::submit`]'s contract).
 #[inline]
-fn submit(q: &mut Queue, op: Op, start: u64, user_data: *mut c_void, flags: u32) {
-    q.submit(Request {
-        op,
-        start,
-        user_data: user_data as usize,
-        flags,
-    });
+unsafe fn submit(q: &mut Queue, op: Op, start: u64, user_data: *mut c_void, flags: u32) {
+    // SAFETY: this function's contract is Queue::submit's.
+    unsafe {
+        q.submit(Request {
+            op,
+            start,
+            user_data: user_data as usize,
+            flags,
+        })
+    };
 }
 
 /// A zone management request (`all`: every zone, `start` 0).
@@ -439,12 +485,16 @@ fn submit_zone(
     user_data: *mut c_void,
     flags: u32,
 ) {
-    submit(q, Op::ZoneMgmt { op, all }, start, user_data, flags);
+    // SAFETY: a zone management request points to no buffer.
+    unsafe { submit(q, Op::ZoneMgmt { op, all }, start, user_data, flags) };
 }
 
 /// A vectored request; a negative `iovcnt` completes with -EINVAL before
 /// the flags are looked at (REQUESTS.md §1).
-fn submit_vectored(
+///
+/// # Safety
+/// `iov` and the buffers it lists stay valid until completion.
+unsafe fn submit_vectored(
     q: &mut Queue,
     write: bool,
     start: u64,
@@ -465,7 +515,8 @@ fn submit_vectored(
     } else {
         Op::Readv { iov, iovcnt }
     };
-    submit(q, op, start, user_data, flags);
+    // SAFETY: this function's contract is Queue::submit's.
+    unsafe { submit(q, op, start, user_data, flags) };
 }
 
 /// # Safety
@@ -480,7 +531,8 @@ pub unsafe extern "C" fn blkioq_read(
     flags: u32,
 ) {
     let q = queue!(q);
-    q.read(start, buf.cast(), len, user_data as usize, flags);
+    // SAFETY: `buf` stays valid until completion (the caller's contract).
+    unsafe { q.read(start, buf.cast(), len, user_data as usize, flags) };
 }
 
 /// # Safety
@@ -495,7 +547,8 @@ pub unsafe extern "C" fn blkioq_write(
     flags: u32,
 ) {
     let q = queue!(q);
-    q.write(start, buf.cast(), len, user_data as usize, flags);
+    // SAFETY: `buf` stays valid until completion (the caller's contract).
+    unsafe { q.write(start, buf.cast(), len, user_data as usize, flags) };
 }
 
 /// # Safety
@@ -511,7 +564,9 @@ pub unsafe extern "C" fn blkioq_readv(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit_vectored(q, false, start, iovec, iovcnt, user_data, flags);
+    // SAFETY: `iovec` and its buffers stay valid until completion (the
+    // caller's contract).
+    unsafe { submit_vectored(q, false, start, iovec, iovcnt, user_data, flags) };
 }
 
 /// # Safety
@@ -527,7 +582,9 @@ pub unsafe extern "C" fn blkioq_writev(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit_vectored(q, true, start, iovec, iovcnt, user_data, flags);
+    // SAFETY: `iovec` and its buffers stay valid until completion (the
+    // caller's contract).
+    unsafe { submit_vectored(q, true, start, iovec, iovcnt, user_data, flags) };
 }
 
 /// # Safety
@@ -541,7 +598,8 @@ pub unsafe extern "C" fn blkioq_write_zeroes(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit(q, Op::WriteZeroes { len }, start, user_data, flags);
+    // SAFETY: the request points to no buffer.
+    unsafe { submit(q, Op::WriteZeroes { len }, start, user_data, flags) };
 }
 
 /// # Safety
@@ -555,7 +613,8 @@ pub unsafe extern "C" fn blkioq_discard(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit(q, Op::Discard { len }, start, user_data, flags);
+    // SAFETY: the request points to no buffer.
+    unsafe { submit(q, Op::Discard { len }, start, user_data, flags) };
 }
 
 /// # Safety
@@ -563,7 +622,8 @@ pub unsafe extern "C" fn blkioq_discard(
 #[no_mangle]
 pub unsafe extern "C" fn blkioq_flush(q: *mut Queue, user_data: *mut c_void, flags: u32) {
     let q = queue!(q);
-    submit(q, Op::Flush, 0, user_data, flags);
+    // SAFETY: the request points to no buffer.
+    unsafe { submit(q, Op::Flush, 0, user_data, flags) };
 }
 
 /// # Safety
@@ -579,13 +639,17 @@ pub unsafe extern "C" fn blkioq_report_zones(
     flags: u32,
 ) {
     let q = queue!(q);
-    submit(
-        q,
-        Op::ReportZones { zones, nr_zones },
-        offset,
-        user_data,
-        flags,
-    );
+    // SAFETY: `zones` has room for `nr_zones` entries and stays valid until
+    // completion (the caller's contract).
+    unsafe {
+        submit(
+            q,
+            Op::ReportZones { zones, nr_zones },
+            offset,
+            user_data,
+            flags,
+        )
+    };
 }
 
 /// # Safety
@@ -684,7 +748,8 @@ unsafe fn do_io(
     sig: *const libc::sigset_t,
 ) -> c_int {
     let q = queue!(q, invalid("q must be non-NULL"));
-    if let Some(ts) = timeout.as_ref() {
+    // SAFETY: `timeout` is NULL or valid (the caller's contract).
+    if let Some(ts) = unsafe { timeout.as_ref() } {
         if ts.tv_sec < 0 {
             return invalid("tv_sec cannot be negative");
         }
@@ -707,9 +772,14 @@ unsafe fn do_io(
         }
         &mut []
     } else {
-        std::slice::from_raw_parts_mut(completions, max as usize)
+        // SAFETY: a non-NULL `completions` has room for `max` (checked
+        // non-negative above) entries the caller does not otherwise use
+        // during the call (the caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(completions, max as usize) }
     };
-    match q.do_io(out, min as usize, timeout.as_mut(), sig.as_ref()) {
+    // SAFETY: `timeout` and `sig` are NULL or valid (the caller's contract).
+    let (timeout, sig) = unsafe { (timeout.as_mut(), sig.as_ref()) };
+    match q.do_io(out, min as usize, timeout, sig) {
         Ok(n) => n as c_int,
         Err(e) => fail(e),
     }
@@ -726,14 +796,17 @@ pub unsafe extern "C" fn blkioq_do_io(
     max_completions: c_int,
     timeout: *mut libc::timespec,
 ) -> c_int {
-    do_io(
-        q,
-        completions,
-        min_completions,
-        max_completions,
-        timeout,
-        ptr::null(),
-    )
+    // SAFETY: the caller's contract is do_io's (no signal set).
+    unsafe {
+        do_io(
+            q,
+            completions,
+            min_completions,
+            max_completions,
+            timeout,
+            ptr::null(),
+        )
+    }
 }
 
 /// # Safety
@@ -747,14 +820,17 @@ pub unsafe extern "C" fn blkioq_do_io_interruptible(
     timeout: *mut libc::timespec,
     sig: *const libc::sigset_t,
 ) -> c_int {
-    do_io(
-        q,
-        completions,
-        min_completions,
-        max_completions,
-        timeout,
-        sig,
-    )
+    // SAFETY: the caller's contract is do_io's.
+    unsafe {
+        do_io(
+            q,
+            completions,
+            min_completions,
+            max_completions,
+            timeout,
+            sig,
+        )
+    }
 }
 
 /// # Safety

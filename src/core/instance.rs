@@ -121,9 +121,9 @@ impl Slots {
             .and_then(|i| self.0.get_mut(i))
             .and_then(Option::take);
         match slot {
-            // SAFETY: the pointer came from Box::leak in `insert` and was
-            // just taken out of its slot, so it is freed exactly once.
             Some(ptr) => {
+                // SAFETY: the pointer came from Box::leak in `insert` and was
+                // just taken out of its slot, so it is freed exactly once.
                 drop(unsafe { Box::from_raw(ptr.as_ptr()) });
                 Ok(())
             }
@@ -281,7 +281,10 @@ impl<D: Driver> Device for Instance<D> {
         // Unknown, modified or still-mapped regions are ignored: never free
         // memory this instance did not allocate (ABI.md §6.8).
         if let Some(r) = self.regions.take_allocated(r) {
-            region::release(&r);
+            // SAFETY: taken out of the registry of regions this instance
+            // allocated and not mapped (take_allocated checks both), so it
+            // is released once; the application gave it back.
+            unsafe { region::release(&r) };
         }
     }
 
@@ -354,7 +357,9 @@ impl<D: Driver> Drop for Instance<D> {
             self.driver.unmap_mem_region(r);
         }
         for r in &allocated {
-            region::release(r);
+            // SAFETY: drained from the registry of allocated regions, after
+            // every queue and mapping is gone: released once, unused after.
+            unsafe { region::release(r) };
         }
     }
 }

@@ -131,8 +131,15 @@ impl Queue {
     /// The call-time checks run here, inlined into the C entry point that
     /// built the request, where its type is known and most of the checks
     /// fold away; a request that fails them completes with -EINVAL.
+    ///
+    /// # Safety
+    /// Every buffer the request points to (read/write buffer, iovec array
+    /// and the buffers it lists, zone array) is valid for the request's
+    /// lengths, and stays valid and otherwise unused (not even read, for a
+    /// buffer the device writes) until the request's completion has been
+    /// returned by [`Queue::do_io`] or the queue is dropped.
     #[inline(always)]
-    pub fn submit(&mut self, req: Request) {
+    pub unsafe fn submit(&mut self, req: Request) {
         match req.check() {
             Ok(()) => self.ops.place(req),
             Err(msg) => self.ops.fail(req.user_data, libc::EINVAL, Some(msg)),
@@ -143,41 +150,71 @@ impl Queue {
     /// buffer unless the length is 0, `start` and `start + len` within
     /// `i64`: what [`Request::check`] asks of a read) is three tests;
     /// anything else takes the general path.
+    ///
+    /// # Safety
+    /// As [`Queue::submit`]: `buf` is valid for `len` bytes until completion.
     #[inline(always)]
-    pub fn read(&mut self, start: u64, buf: *mut u8, len: usize, user_data: usize, flags: u32) {
+    pub unsafe fn read(
+        &mut self,
+        start: u64,
+        buf: *mut u8,
+        len: usize,
+        user_data: usize,
+        flags: u32,
+    ) {
         if flags == 0 && !(buf.is_null() && len > 0) && range_fits(start, len as u64) {
             self.ops.place_read(start, buf, len, user_data)
         } else {
-            self.submit_cold(Request {
-                op: Op::Read { buf, len },
-                start,
-                user_data,
-                flags,
-            })
+            // SAFETY: this function's contract is submit's.
+            unsafe {
+                self.submit_cold(Request {
+                    op: Op::Read { buf, len },
+                    start,
+                    user_data,
+                    flags,
+                })
+            }
         }
     }
 
     /// [`Queue::submit`] of `blkioq_write`; as [`Queue::read`], with
     /// `BLKIO_REQ_FUA` allowed.
+    ///
+    /// # Safety
+    /// As [`Queue::submit`]: `buf` is valid for `len` bytes until completion.
     #[inline(always)]
-    pub fn write(&mut self, start: u64, buf: *const u8, len: usize, user_data: usize, flags: u32) {
+    pub unsafe fn write(
+        &mut self,
+        start: u64,
+        buf: *const u8,
+        len: usize,
+        user_data: usize,
+        flags: u32,
+    ) {
         if flags & !REQ_FUA == 0 && !(buf.is_null() && len > 0) && range_fits(start, len as u64) {
             self.ops.place_write(start, buf, len, user_data, flags)
         } else {
-            self.submit_cold(Request {
-                op: Op::Write { buf, len },
-                start,
-                user_data,
-                flags,
-            })
+            // SAFETY: this function's contract is submit's.
+            unsafe {
+                self.submit_cold(Request {
+                    op: Op::Write { buf, len },
+                    start,
+                    user_data,
+                    flags,
+                })
+            }
         }
     }
 
     /// [`Queue::submit`] for a read or write that failed the quick test.
+    ///
+    /// # Safety
+    /// As [`Queue::submit`].
     #[cold]
     #[inline(never)]
-    fn submit_cold(&mut self, req: Request) {
-        self.submit(req)
+    unsafe fn submit_cold(&mut self, req: Request) {
+        // SAFETY: this function's contract is submit's.
+        unsafe { self.submit(req) }
     }
 
     #[inline]

@@ -20,6 +20,7 @@ pub struct MemRegion {
 // SAFETY: a region describes memory shared with the application; the
 // library only passes its address around and unmaps what it allocated.
 unsafe impl Send for MemRegion {}
+// SAFETY: as for Send: the value is a plain description, no shared state.
 unsafe impl Sync for MemRegion {}
 
 impl MemRegion {
@@ -85,9 +86,13 @@ pub fn allocate(len: usize, align: u64) -> Result<MemRegion> {
 }
 
 /// Releases a region made by [`allocate`].
-pub fn release(region: &MemRegion) {
-    // SAFETY: the region was created by `allocate` and is not mapped by the
-    // driver any more; the application gave it back.
+///
+/// # Safety
+/// `region` came from [`allocate`], is released once, is no longer mapped
+/// by the driver, and nothing uses its memory or descriptor afterwards.
+pub unsafe fn release(region: &MemRegion) {
+    // SAFETY: the mapping and descriptor are ours to end (this function's
+    // contract).
     unsafe {
         libc::munmap(region.addr, region.len);
         libc::close(region.fd);

@@ -127,14 +127,18 @@ impl Op {
     }
 
     /// The application's iovec array of readv/writev (empty otherwise).
-    pub fn iovecs(&self) -> &[libc::iovec] {
+    ///
+    /// # Safety
+    /// A non-NULL `iov` of readv/writev points to `iovcnt` iovecs that stay
+    /// valid and unchanged while the returned slice is used: what the
+    /// application promises for a request it submitted, until it completes.
+    pub unsafe fn iovecs(&self) -> &[libc::iovec] {
         match *self {
             Op::Readv { iov, iovcnt } | Op::Writev { iov, iovcnt }
                 if !iov.is_null() && iovcnt > 0 =>
             {
-                // SAFETY: the application passed `iovcnt` iovecs at `iov`
-                // and keeps them valid until the request completes (API
-                // contract); the C layer refused NULL with iovcnt > 0.
+                // SAFETY: `iov` is non-NULL and points to `iovcnt` valid
+                // iovecs (this function's contract).
                 unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
             }
             _ => &[],
@@ -254,9 +258,9 @@ impl Request {
             Op::Read { len, .. } | Op::Write { len, .. } => len as u64,
             Op::WriteZeroes { len } | Op::Discard { len } => len,
             Op::Readv { .. } | Op::Writev { .. } => {
-                match self
-                    .op
-                    .iovecs()
+                // SAFETY: a request is checked while it is being submitted,
+                // when its iovec array is valid (Queue::submit's contract).
+                match unsafe { self.op.iovecs() }
                     .iter()
                     .try_fold(0u64, |sum, v| sum.checked_add(v.iov_len as u64))
                 {
@@ -336,7 +340,13 @@ impl Request {
         match self.op {
             Op::Read { len, .. } | Op::Write { len, .. } => len as u64,
             Op::Readv { .. } | Op::Writev { .. } => {
-                self.op.iovecs().iter().map(|v| v.iov_len as u64).sum()
+                // SAFETY: a request's iovec array stays valid until it
+                // completes (Queue::submit's contract); this is only asked
+                // of requests in flight.
+                unsafe { self.op.iovecs() }
+                    .iter()
+                    .map(|v| v.iov_len as u64)
+                    .sum()
             }
             Op::WriteZeroes { len } | Op::Discard { len } => len,
             _ => 0,

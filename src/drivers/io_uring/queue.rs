@@ -296,15 +296,18 @@ impl Requests {
         let dsync = if req.fua() { RWF_DSYNC } else { 0 };
         let done = slot.done as usize;
         let entry = match req.op {
-            // SAFETY (pointer arithmetic): `done` < len, inside the buffer.
             Op::Read { buf, len } => {
-                opcode::Read::new(FIXED_FILE, unsafe { buf.add(done) }, (len - done) as u32)
+                // SAFETY: `done` < len, inside the application's buffer.
+                let rest = unsafe { buf.add(done) };
+                opcode::Read::new(FIXED_FILE, rest, (len - done) as u32)
                     .offset(offset)
                     .rw_flags(hipri)
                     .build()
             }
             Op::Write { buf, len } => {
-                opcode::Write::new(FIXED_FILE, unsafe { buf.add(done) }, (len - done) as u32)
+                // SAFETY: `done` < len, inside the application's buffer.
+                let rest = unsafe { buf.add(done) };
+                opcode::Write::new(FIXED_FILE, rest, (len - done) as u32)
                     .offset(offset)
                     .rw_flags(hipri | dsync)
                     .build()
@@ -481,7 +484,9 @@ fn rest_or(slot: &Slot, iov: *const libc::iovec, iovcnt: u32) -> (*const libc::i
 fn advance(slot: &mut Slot) {
     let mut skip = slot.done as usize;
     let mut rest = Vec::new();
-    for v in slot.req.op.iovecs() {
+    // SAFETY: the slot's request is in flight, so its iovec array is valid
+    // (Queue::submit's contract).
+    for v in unsafe { slot.req.op.iovecs() } {
         if skip >= v.iov_len {
             skip -= v.iov_len;
             continue;
@@ -504,7 +509,9 @@ fn zero_fill_rest(slot: &Slot) {
         Op::Read { buf, len } => unsafe { std::ptr::write_bytes(buf.add(done), 0, len - done) },
         Op::Readv { .. } => {
             let mut skip = done;
-            for v in slot.req.op.iovecs() {
+            // SAFETY: the slot's request is in flight, so its iovec array
+            // is valid (Queue::submit's contract).
+            for v in unsafe { slot.req.op.iovecs() } {
                 if skip >= v.iov_len {
                     skip -= v.iov_len;
                     continue;

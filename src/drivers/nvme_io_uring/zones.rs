@@ -133,6 +133,7 @@ mod tests {
             start: 77,
             ..Zone::default()
         }; 3];
+        // SAFETY: `zones` has room for the 3 entries asked for.
         let n = unsafe { convert(&r, zones.as_mut_ptr(), 3, GEO) };
         assert_eq!(n, Ok(2));
         assert_eq!(zones[0].start, 0);
@@ -151,8 +152,10 @@ mod tests {
     fn rejects_bad_reports() {
         let mut zones = [Zone::default(); 2];
         let ok = descriptor(0x1, 0, 0, 0);
+        // SAFETY: `zones` has room for the 1 entry asked for.
         let r = unsafe { convert(&report(2, &[ok]), zones.as_mut_ptr(), 1, GEO) };
         assert_eq!(r, Err((-libc::EIO, c"Invalid number of zones")));
+        // SAFETY: `zones` has room for the 1 entry asked for.
         let r = unsafe {
             convert(
                 &report(1, &[descriptor(0x5, 0, 0, 0)]),
@@ -164,6 +167,7 @@ mod tests {
         assert_eq!(r, Err((-libc::EIO, c"Zone state is not supported")));
         let mut conventional = ok;
         conventional[0] = 1;
+        // SAFETY: `zones` has room for the 1 entry asked for.
         let r = unsafe { convert(&report(1, &[conventional]), zones.as_mut_ptr(), 1, GEO) };
         assert_eq!(r, Err((-libc::EIO, c"Zone type is not supported")));
     }

@@ -53,6 +53,7 @@ pub struct QueueMemory {
 // SAFETY: the mapping is plain shared memory; each queue uses only its own
 // part of it, and the value itself is never mutated after creation.
 unsafe impl Send for QueueMemory {}
+// SAFETY: as for Send.
 unsafe impl Sync for QueueMemory {}
 
 impl QueueMemory {

@@ -247,7 +247,9 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
             }
             Op::Readv { .. } | Op::Writev { .. } => {
                 let writable = matches!(req.op, Op::Readv { .. });
-                for v in req.op.iovecs() {
+                // SAFETY: the request is being enqueued, so its iovec array
+                // is valid (Queue::submit's contract).
+                for v in unsafe { req.op.iovecs() } {
                     self.push_data(v.iov_base as usize, v.iov_len, writable)?;
                 }
                 let kind = if writable {

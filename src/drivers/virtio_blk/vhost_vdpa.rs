@@ -149,8 +149,8 @@ fn check(ret: i32, what: &str) -> Result<()> {
 impl VhostVdpa {
     fn status(fd: &OwnedFd) -> Result<u8> {
         let mut s = 0u8;
-        // SAFETY: VHOST_VDPA_GET_STATUS writes one u8.
         check(
+            // SAFETY: VHOST_VDPA_GET_STATUS writes one u8.
             unsafe { ioctl_with_mut_ref(fd, VHOST_VDPA_GET_STATUS(), &mut s) },
             "VHOST_VDPA_GET_STATUS",
         )?;
@@ -158,8 +158,8 @@ impl VhostVdpa {
     }
 
     fn set_status(fd: &OwnedFd, s: u8) -> Result<()> {
-        // SAFETY: VHOST_VDPA_SET_STATUS reads one u8.
         check(
+            // SAFETY: VHOST_VDPA_SET_STATUS reads one u8.
             unsafe { ioctl_with_ref(fd, VHOST_VDPA_SET_STATUS(), &s) },
             "VHOST_VDPA_SET_STATUS",
         )
@@ -203,8 +203,8 @@ impl VhostVdpa {
         )?;
 
         let mut id = 0u32;
-        // SAFETY: VHOST_VDPA_GET_DEVICE_ID writes one u32.
         check(
+            // SAFETY: VHOST_VDPA_GET_DEVICE_ID writes one u32.
             unsafe { ioctl_with_mut_ref(fd, VHOST_VDPA_GET_DEVICE_ID(), &mut id) },
             "VHOST_VDPA_GET_DEVICE_ID",
         )?;
@@ -223,8 +223,8 @@ impl VhostVdpa {
         Self::add_status(fd, FEATURES_OK)?;
 
         let mut range = [0u64; 2];
-        // SAFETY: VHOST_VDPA_GET_IOVA_RANGE writes {first, last}.
         check(
+            // SAFETY: VHOST_VDPA_GET_IOVA_RANGE writes {first, last}.
             unsafe { ioctl_with_mut_ref(fd, VHOST_VDPA_GET_IOVA_RANGE(), &mut range) },
             "VHOST_VDPA_GET_IOVA_RANGE",
         )?;
@@ -283,8 +283,8 @@ impl VhostVdpa {
 
     fn max_queue_size(&self) -> Result<u16> {
         let mut n = 0u16;
-        // SAFETY: VHOST_VDPA_GET_VRING_NUM writes one u16.
         check(
+            // SAFETY: VHOST_VDPA_GET_VRING_NUM writes one u16.
             unsafe { ioctl_with_mut_ref(&self.fd, VHOST_VDPA_GET_VRING_NUM(), &mut n) },
             "VHOST_VDPA_GET_VRING_NUM",
         )?;
@@ -335,8 +335,8 @@ impl Transport for VhostVdpa {
             len: CONFIG_LEN as u32,
             buf: [0; CONFIG_LEN],
         };
-        // SAFETY: the header says `len` bytes follow it, and they do.
         check(
+            // SAFETY: the header says `len` bytes follow it, and they do.
             unsafe { ioctl_with_mut_ref(&self.fd, VHOST_VDPA_GET_CONFIG(), &mut c) },
             "VHOST_VDPA_GET_CONFIG",
         )?;
@@ -402,8 +402,8 @@ impl Transport for VhostVdpa {
                 avail: q.avail,
                 log: 0,
             };
-            // SAFETY: VHOST_SET_VRING_ADDR reads a vhost_vring_addr.
             check(
+                // SAFETY: VHOST_SET_VRING_ADDR reads a vhost_vring_addr.
                 unsafe { ioctl_with_ref(&self.fd, VHOST_SET_VRING_ADDR(), &addr) },
                 "VHOST_SET_VRING_ADDR",
             )?;

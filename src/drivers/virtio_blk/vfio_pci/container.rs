@@ -36,8 +36,8 @@ impl Container {
             argsz: argsz::<GroupStatus>(),
             flags: 0,
         };
-        // SAFETY: GROUP_GET_STATUS fills a vfio_group_status.
         check(
+            // SAFETY: GROUP_GET_STATUS fills a vfio_group_status.
             unsafe { ioctl_mut(&group, VFIO_GROUP_GET_STATUS(), &mut status) },
             "VFIO_GROUP_GET_STATUS",
         )?;
@@ -93,8 +93,8 @@ impl Container {
             cap_offset: 0,
             pad: 0,
         };
-        // SAFETY: fills at most argsz bytes of the structure.
         check(
+            // SAFETY: fills at most argsz bytes of the structure.
             unsafe { ioctl_mut(container, VFIO_IOMMU_GET_INFO(), &mut head) },
             "VFIO_IOMMU_GET_INFO",
         )?;
@@ -177,8 +177,8 @@ impl Container {
     /// The device fd of `name` (the PCI address) in the group.
     pub fn device(&self, name: &str) -> Result<OwnedFd> {
         let name = CString::new(name).map_err(|_| Error::invalid("Invalid PCI device name"))?;
-        // SAFETY: GROUP_GET_DEVICE_FD reads a NUL-terminated string.
         let fd = check(
+            // SAFETY: GROUP_GET_DEVICE_FD reads a NUL-terminated string.
             unsafe {
                 libc::ioctl(
                     self.group.as_raw_fd(),
@@ -201,8 +201,8 @@ impl Container {
             iova,
             size,
         };
-        // SAFETY: MAP_DMA reads a vfio_iommu_type1_dma_map.
         check(
+            // SAFETY: MAP_DMA reads a vfio_iommu_type1_dma_map.
             unsafe { ioctl_mut(&self.container, VFIO_IOMMU_MAP_DMA(), &mut m) },
             "VFIO_IOMMU_MAP_DMA",
         )

@@ -32,39 +32,50 @@ pub struct Window {
 // SAFETY: device registers; accesses are volatile and each register is
 // used by one owner (the transport or one queue's notify address).
 unsafe impl Send for Window {}
+// SAFETY: as for Send.
 unsafe impl Sync for Window {}
 
 impl Window {
-    /// Address of byte `off` (< len) of the window.
-    pub fn at(&self, off: usize) -> *mut u8 {
-        debug_assert!(off < self.len);
-        // SAFETY: inside the mapping.
-        unsafe { self.base.as_ptr().add(self.skew + off) }
+    /// Address of the `T` at byte `off` of the window. The bounds check is
+    /// real in every build (the offsets come from the device's
+    /// capabilities): a register outside the window panics instead of
+    /// touching memory past the mapping.
+    #[inline]
+    pub fn at<T>(&self, off: usize) -> *mut T {
+        assert!(
+            off.checked_add(std::mem::size_of::<T>())
+                .is_some_and(|end| end <= self.len),
+            "register {off:#x} outside a window of {:#x} bytes",
+            self.len
+        );
+        // SAFETY: `skew + off + size_of::<T>()` <= `skew + len` <= map_len
+        // (checked above; `new` keeps the window inside the mapping).
+        unsafe { self.base.as_ptr().add(self.skew + off).cast() }
     }
 
     pub fn read8(&self, off: usize) -> u8 {
-        // SAFETY: a device register inside the window.
-        unsafe { self.at(off).read_volatile() }
+        // SAFETY: a device register inside the window (`at` checks).
+        unsafe { self.at::<u8>(off).read_volatile() }
     }
     pub fn read16(&self, off: usize) -> u16 {
         // SAFETY: as above; virtio registers are naturally aligned.
-        u16::from_le(unsafe { self.at(off).cast::<u16>().read_volatile() })
+        u16::from_le(unsafe { self.at::<u16>(off).read_volatile() })
     }
     pub fn read32(&self, off: usize) -> u32 {
         // SAFETY: as above.
-        u32::from_le(unsafe { self.at(off).cast::<u32>().read_volatile() })
+        u32::from_le(unsafe { self.at::<u32>(off).read_volatile() })
     }
     pub fn write8(&self, off: usize, v: u8) {
         // SAFETY: as above.
-        unsafe { self.at(off).write_volatile(v) }
+        unsafe { self.at::<u8>(off).write_volatile(v) }
     }
     pub fn write16(&self, off: usize, v: u16) {
         // SAFETY: as above.
-        unsafe { self.at(off).cast::<u16>().write_volatile(v.to_le()) }
+        unsafe { self.at::<u16>(off).write_volatile(v.to_le()) }
     }
     pub fn write32(&self, off: usize, v: u32) {
         // SAFETY: as above.
-        unsafe { self.at(off).cast::<u32>().write_volatile(v.to_le()) }
+        unsafe { self.at::<u32>(off).write_volatile(v.to_le()) }
     }
     /// A 64-bit register as two 32-bit halves, low first.
     pub fn write64(&self, off: usize, v: u64) {
@@ -89,8 +100,8 @@ fn region_info(fd: &OwnedFd, index: u32) -> Result<RegionInfo> {
         size: 0,
         offset: 0,
     };
-    // SAFETY: GET_REGION_INFO fills at most argsz bytes.
     check(
+        // SAFETY: GET_REGION_INFO fills at most argsz bytes.
         unsafe { ioctl_mut(fd, VFIO_DEVICE_GET_REGION_INFO(), &mut r) },
         "VFIO_DEVICE_GET_REGION_INFO",
     )?;
@@ -108,8 +119,8 @@ impl PciDevice {
             cap_offset: 0,
             pad: 0,
         };
-        // SAFETY: GET_INFO fills at most argsz bytes.
         check(
+            // SAFETY: GET_INFO fills at most argsz bytes.
             unsafe { ioctl_mut(&fd, VFIO_DEVICE_GET_INFO(), &mut info) },
             "VFIO_DEVICE_GET_INFO",
         )?;
@@ -126,8 +137,8 @@ impl PciDevice {
             index: VFIO_PCI_MSIX_IRQ_INDEX,
             count: 0,
         };
-        // SAFETY: GET_IRQ_INFO fills at most argsz bytes.
         check(
+            // SAFETY: GET_IRQ_INFO fills at most argsz bytes.
             unsafe { ioctl_mut(&fd, VFIO_DEVICE_GET_IRQ_INFO(), &mut irq) },
             "VFIO_DEVICE_GET_IRQ_INFO",
         )?;
@@ -260,8 +271,8 @@ impl PciDevice {
         for (i, fd) in fds.iter().enumerate() {
             buf[5 + i] = *fd as u32;
         }
-        // SAFETY: a vfio_irq_set header followed by `count` i32 fds.
         check(
+            // SAFETY: a vfio_irq_set header followed by `count` i32 fds.
             unsafe { libc::ioctl(self.fd.as_raw_fd(), VFIO_DEVICE_SET_IRQS(), buf.as_ptr()) },
             "VFIO_DEVICE_SET_IRQS",
         )
