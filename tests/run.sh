@@ -159,7 +159,7 @@ if [ "$cargo_status" -ne 0 ] && [ "$cargo_failed" -eq 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------
-section "ABI: exported symbols and dynamic section (ABI.md §1)"
+section "ABI: exported symbols and dynamic section (docs/contract/abi.md §1)"
 so=$libdir/libblkio.so
 expected_exports=(
     blkio_get_error_msg
@@ -178,11 +178,11 @@ expected_exports=(
 actual=$(nm -D --defined-only "$so" | awk '{print $2, $3}' | sort)
 expected=$(printf 'T %s\n' "${expected_exports[@]}" | sort)
 if [ "$actual" = "$expected" ]; then
-    pass "libblkio.so exports exactly the ${#expected_exports[@]} functions of ABI.md §1.2, unversioned"
+    pass "libblkio.so exports exactly the ${#expected_exports[@]} functions of docs/contract/abi.md §1.2, unversioned"
 else
     missing=$(comm -23 <(echo "$expected") <(echo "$actual") | tr '\n' ' ')
     unexpected=$(comm -13 <(echo "$expected") <(echo "$actual") | tr '\n' ' ')
-    fail "libblkio.so exports differ from ABI.md §1.2: missing ${missing:-nothing}; extra ${unexpected:-nothing}"
+    fail "libblkio.so exports differ from docs/contract/abi.md §1.2: missing ${missing:-nothing}; extra ${unexpected:-nothing}"
 fi
 
 dynamic=$(readelf -d "$so")
@@ -202,7 +202,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-section "ABI: struct layouts and constants (ABI.md §2.2, §2.3)"
+section "ABI: struct layouts and constants (docs/contract/abi.md §2.2, §2.3)"
 cflags=(-std=gnu11 -Wall -Wextra -Werror -Iinclude)
 ldflags=(-L"$libdir" -lblkio -lpthread)
 if cc "${cflags[@]}" -o "$work/abi_layout" tests/c/abi_layout.c "${ldflags[@]}"; then

@@ -81,7 +81,7 @@ pub struct Instance {
 }
 
 // SAFETY: the library serialises every control call on an instance with
-// its own lock (ABI.md §5), so the handle may be shared between threads.
+// its own lock (docs/contract/abi.md §5), so the handle may be shared between threads.
 unsafe impl Send for Instance {}
 // SAFETY: as for Send.
 unsafe impl Sync for Instance {}
@@ -265,7 +265,7 @@ pub struct Queue<'a> {
     _instance: PhantomData<&'a Instance>,
 }
 
-// SAFETY: a queue may be used by any one thread at a time (ABI.md §5); the
+// SAFETY: a queue may be used by any one thread at a time (docs/contract/abi.md §5); the
 // handle is not Clone, so only its holder uses it.
 unsafe impl Send for Queue<'_> {}
 

@@ -1,4 +1,4 @@
-//! The thread-local message of `blkio_get_error_msg()` (ABI.md §4.2): one
+//! The thread-local message of `blkio_get_error_msg()` (docs/contract/abi.md §4.2): one
 //! 256-byte buffer per thread, empty at thread start, same address on every
 //! call, written only by failing calls.
 

@@ -1,4 +1,4 @@
-//! The C API: the 43 functions of `blkio.h` (ABI.md §1.2). This is the only
+//! The C API: the 43 functions of `blkio.h` (docs/contract/abi.md §1.2). This is the only
 //! `extern "C"` code. Each function checks its pointer arguments (NULL is
 //! answered with -EINVAL, or ignored by `void` functions), converts C
 //! strings, calls the core, and turns an [`Error`] into a negative errno
@@ -21,7 +21,7 @@ use crate::drivers;
 use error::{fail, invalid, status};
 
 /// `struct blkio`: one instance. Control calls are serialised by the mutex;
-/// queues are used without it (ABI.md §5).
+/// queues are used without it (docs/contract/abi.md §5).
 pub struct Blkio {
     device: Mutex<Box<dyn Device>>,
 }
@@ -490,7 +490,7 @@ fn submit_zone(
 }
 
 /// A vectored request; a negative `iovcnt` completes with -EINVAL before
-/// the flags are looked at (REQUESTS.md §1).
+/// the flags are looked at (docs/contract/requests.md §1).
 ///
 /// # Safety
 /// `iov` and the buffers it lists stay valid until completion.
@@ -735,7 +735,7 @@ pub unsafe extern "C" fn blkioq_reset_all_zones(q: *mut Queue, user_data: *mut c
 // ---------------------------------------------------------------------------
 // Completion
 
-/// The argument checks of ABI.md §6.15, in order, then the core.
+/// The argument checks of docs/contract/abi.md §6.15, in order, then the core.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `completions` has room for `max` entries.

@@ -32,7 +32,7 @@ impl Default for Config {
 
 impl Config {
     /// After a successful connect from `path`, the `fd` property reports
-    /// the library's descriptor (io_uring and nvme-io_uring, ABI.md §6.3).
+    /// the library's descriptor (io_uring and nvme-io_uring, docs/contract/abi.md §6.3).
     pub fn report_fd(&mut self, fd: &impl AsRawFd) {
         if !self.path.is_empty() {
             self.fd = fd.as_raw_fd();
@@ -132,7 +132,7 @@ pub fn set_num_poll_queues<D: Configured>(d: &mut D, v: Value) -> Result<()> {
     Ok(())
 }
 
-/// Checks that exactly one of `path` and `fd` is set (connect, ABI.md §6.3).
+/// Checks that exactly one of `path` and `fd` is set (connect, docs/contract/abi.md §6.3).
 pub fn check_path_or_fd(c: &Config) -> Result<()> {
     use super::error::Error;
     match (c.path.is_empty(), c.fd == -1) {

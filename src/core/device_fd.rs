@@ -1,8 +1,8 @@
 //! The device descriptor of connect: `path` opened by the library or the
-//! application's `fd`, and who closes it when connect fails (ABI.md §6.3).
+//! application's `fd`, and who closes it when connect fails (docs/contract/abi.md §6.3).
 //!
 //! Ownership of the application's `fd` passes to the library only when
-//! connect succeeds (the manual's contract, ABI.md §6.3 \[Q\]): a failed
+//! connect succeeds (the manual's contract, docs/contract/abi.md §6.3 \[Q\]): a failed
 //! connect leaves it open for the caller, while a descriptor opened from
 //! `path` is closed again.
 

@@ -93,7 +93,7 @@ struct Slots(Vec<Option<NonNull<Queue>>>);
 
 // SAFETY: the queues are heap objects owned by the slots; moving the owner
 // between threads is fine, and concurrent use of one queue is the
-// application's responsibility (ABI.md §5).
+// application's responsibility (docs/contract/abi.md §5).
 unsafe impl Send for Slots {}
 
 impl Slots {
@@ -279,7 +279,7 @@ impl<D: Driver> Device for Instance<D> {
 
     fn free_mem_region(&mut self, r: &MemRegion) {
         // Unknown, modified or still-mapped regions are ignored: never free
-        // memory this instance did not allocate (ABI.md §6.8).
+        // memory this instance did not allocate (docs/contract/abi.md §6.8).
         if let Some(r) = self.regions.take_allocated(r) {
             // SAFETY: taken out of the registry of regions this instance
             // allocated and not mapped (take_allocated checks both), so it

@@ -4,13 +4,13 @@
 //!
 //! This is an extension of ours; upstream libblkio has no way to enumerate
 //! properties. It adds no C function (the exported symbol list stays the 43
-//! of ABI.md §1.2): it is read with `blkio_get_str(b, "x.properties", &s)`.
+//! of docs/contract/abi.md §1.2): it is read with `blkio_get_str(b, "x.properties", &s)`.
 //!
 //! # Name
 //!
 //! Upstream derives every property name from a Rust identifier by replacing
 //! `_` with `-`, so its names only ever contain `a`–`z`, `0`–`9` and `-`
-//! (PROPERTIES.md §1). The `.` in `x.properties` can therefore never collide
+//! (docs/contract/properties.md §1). The `.` in `x.properties` can therefore never collide
 //! with a present or future upstream property; the `x` marks it as an
 //! extension, as QEMU's `x-` prefix does.
 //!
@@ -31,10 +31,10 @@
 //!
 //! `x.properties` itself is not in any driver's property table and is not
 //! listed in its own value, so the per-driver property sets and counts of
-//! PROPERTIES.md §2 (io_uring: 32, ...) are unchanged. It behaves like a
+//! docs/contract/properties.md §2 (io_uring: 32, ...) are unchanged. It behaves like a
 //! read-only `str` property in every state: typed getters of another type
 //! fail with -ENOTTY, every setter fails with -EACCES "Property is
-//! read-only" (after the type/parse checks of ABI.md §6.6).
+//! read-only" (after the type/parse checks of docs/contract/abi.md §6.6).
 
 use super::error::{Error, Result};
 use super::instance::SetValue;

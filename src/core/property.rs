@@ -4,7 +4,7 @@
 //! Each driver describes its properties once, as a static table of
 //! [`Property`] entries (name, type, access, getter, setter). The instance
 //! ([`crate::core::instance`]) does every generic check — unknown name, type
-//! mismatch, read-only, state — in the order of ABI.md §6.6, so a driver's
+//! mismatch, read-only, state — in the order of docs/contract/abi.md §6.6, so a driver's
 //! setter only validates the value itself.
 
 use super::error::{Error, Result};
@@ -154,7 +154,7 @@ impl Access {
         }
     }
 
-    /// The state check of a setter (ABI.md §6.6 steps 5 and 6).
+    /// The state check of a setter (docs/contract/abi.md §6.6 steps 5 and 6).
     pub(crate) fn check_set(self, state: State) -> Result<()> {
         match (self, state) {
             (Access::ReadOnly, _) => Err(Error::new(libc::EACCES, "Property is read-only")),

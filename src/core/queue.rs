@@ -1,6 +1,6 @@
 //! A queue as the application sees it (`struct blkioq`): the driver's ring
 //! plus the two backlogs every driver shares, and the `blkioq_do_io`
-//! algorithm of REQUESTS.md §4.
+//! algorithm of docs/contract/requests.md §4.
 //!
 //! * The **request backlog** holds requests that found no room in the ring;
 //!   they are moved into the ring, in order, whenever completions are reaped.
@@ -427,7 +427,7 @@ impl<D: QueueDriver> QueueCore<D> {
     }
 
     /// Puts gathered completions back in front of the completion backlog so
-    /// a failing call loses none of them (REQUESTS.md §4.4).
+    /// a failing call loses none of them (docs/contract/requests.md §4.4).
     #[cold]
     fn put_back(&mut self, gathered: &[Completion]) {
         for c in gathered.iter().rev() {
@@ -441,7 +441,7 @@ impl<D: QueueDriver> QueueCore<D> {
     /// `blkioq_do_io*` after argument validation (the C layer checks the
     /// timespec and counts; `out.len()` is `max_completions`).
     ///
-    /// `timeout` is updated as REQUESTS.md §4.3 says when the call had to
+    /// `timeout` is updated as docs/contract/requests.md §4.3 says when the call had to
     /// submit or wait. Without `sig` a signal never ends the call. The
     /// clock is read only when there is a timeout.
     ///
@@ -552,7 +552,7 @@ impl<D: QueueDriver> QueueCore<D> {
     }
 
     /// `min_completions` above the outstanding count (with both backlogs
-    /// empty): what can be gathered is put back (REQUESTS.md §4.1), as the
+    /// empty): what can be gathered is put back (docs/contract/requests.md §4.1), as the
     /// general loop does.
     #[cold]
     #[inline(never)]
@@ -577,7 +577,7 @@ impl<D: QueueDriver> QueueCore<D> {
         self.run(out, min, timeout, sig, self.poll)
     }
 
-    /// The `blkioq_do_io` algorithm (REQUESTS.md §4); `poll` is `self.poll`.
+    /// The `blkioq_do_io` algorithm (docs/contract/requests.md §4); `poll` is `self.poll`.
     #[inline(always)]
     fn run(
         &mut self,

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 
 use super::error::{Error, Result};
 
-/// `struct blkio_mem_region` (40 bytes, ABI.md §2.2).
+/// `struct blkio_mem_region` (40 bytes, docs/contract/abi.md §2.2).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemRegion {

@@ -26,7 +26,7 @@ pub fn range_fits(start: u64, len: u64) -> bool {
     (start | len | start.wrapping_add(len)) >> 63 == 0
 }
 
-/// `struct blkio_completion` (32 bytes, ABI.md §2.2).
+/// `struct blkio_completion` (32 bytes, docs/contract/abi.md §2.2).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Completion {
@@ -54,7 +54,7 @@ impl Completion {
     }
 }
 
-/// `struct blkio_zone` (64 bytes, ABI.md §2.2).
+/// `struct blkio_zone` (64 bytes, docs/contract/abi.md §2.2).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Zone {
@@ -116,7 +116,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// Flags a request of this type accepts (REQUESTS.md §2).
+    /// Flags a request of this type accepts (docs/contract/requests.md §2).
     #[inline]
     fn allowed_flags(&self) -> u32 {
         match self {
@@ -273,7 +273,7 @@ impl Request {
         range_fits(self.start, len)
     }
 
-    /// The call-time flag check of REQUESTS.md §2: unknown bits first, then
+    /// The call-time flag check of docs/contract/requests.md §2: unknown bits first, then
     /// the lowest known flag this request type does not allow.
     pub fn check_flags(&self) -> Result<(), &'static CStr> {
         if self.flags & !REQ_ALL != 0 {

@@ -1,6 +1,6 @@
 //! `io_uring_enter` for the ring-based drivers (io_uring, nvme-io_uring):
 //! submit what is queued and optionally wait, with a timeout and a signal
-//! mask (REQUESTS.md §4.2, §4.5).
+//! mask (docs/contract/requests.md §4.2, §4.5).
 //!
 //! Both drivers wait the same way, whatever their SQE/CQE sizes, so the
 //! system-call details live here once: the 8-byte kernel signal set and the

@@ -2,7 +2,7 @@
 /*
  * The binary layout of blkio.h as programs compiled against upstream's
  * header see it: sizes, alignments and field offsets of the three public
- * structs (ABI.md §2.2) and the values of the enum constants (§2.3).
+ * structs (docs/contract/abi.md §2.2) and the values of the enum constants (§2.3).
  * Needs only the header; tests/run.sh compiles and runs it.
  */
 #define _GNU_SOURCE

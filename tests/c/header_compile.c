@@ -5,7 +5,7 @@
  * and, through header_compile.cpp, as C++11
  *   g++ -std=c++11 -Wall -Wextra -Werror -pedantic
  * with nothing included before it. Every function is assigned to a pointer of
- * the exact type of ABI.md §2.1, so a prototype that differs from the spec is
+ * the exact type of docs/contract/abi.md §2.1, so a prototype that differs from the spec is
  * a compile error, and the program links every one of them against
  * libblkio (in C++ that also proves the extern "C" wrapper).
  */
@@ -134,7 +134,7 @@ int main(void)
                " (43 expected)\n", (unsigned)linked, (unsigned)n);
         return 1;
     }
-    printf("ok - blkio.h in " LANGUAGE ": all 43 functions have the ABI.md"
+    printf("ok - blkio.h in " LANGUAGE ": all 43 functions have the docs/contract/abi.md"
            " prototypes and link against libblkio\n");
     return 0;
 }

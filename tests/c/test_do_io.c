@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * blkioq_do_io / blkioq_do_io_interruptible / completion fd on io_uring
- * (ABI.md §6.15–6.18, REQUESTS.md §4–6): argument validation and its order,
+ * (docs/contract/abi.md §6.15–6.18, docs/contract/requests.md §4–6): argument validation and its order,
  * counting rules, submit-only calls, partial returns, timeouts, the
  * event-driven and polling modes, and poll queues.
  */
@@ -202,7 +202,7 @@ static void test_timeouts(struct blkioq *q, struct blkioq *dq, const char *bigfi
     }
 
     /* -ETIME after a completion was gathered: it is kept for the next
-     * call (REQUESTS.md §4.4). */
+     * call (docs/contract/requests.md §4.4). */
     {
         int kept = 0;
         for (int attempt = 0; attempt < 5 && !kept; attempt++) {
@@ -238,7 +238,7 @@ static void test_timeouts(struct blkioq *q, struct blkioq *dq, const char *bigfi
     }
 }
 
-/* The application protocol of REQUESTS.md §5: submit with do_io(q, NULL,
+/* The application protocol of docs/contract/requests.md §5: submit with do_io(q, NULL,
  * 0, 0, NULL), poll the fd, read 8 bytes, reap with min 0, loop. */
 static void event_loop(struct blkioq *q, const char *mode)
 {

@@ -355,7 +355,7 @@ static void test_jobs(const struct target *t, bool hipri)
     if (hipri) {
         CHECK(blkioq_get_completion_fd(jobs[njobs].q) == -1,
               "%s: hipri: the poll queue has no completion fd", t->name);
-        /* A device that cannot poll fails polled I/O (REQUESTS.md §6 [Q]). */
+        /* A device that cannot poll fails polled I/O (docs/contract/requests.md §6 [Q]). */
         struct blkio_completion c;
         blkioq_read(jobs[njobs].q, jobs[njobs].base, jobs[njobs].buf, 4096, NULL, 0);
         ret = blkioq_do_io(jobs[njobs].q, &c, 1, 1, NULL);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Signals and blkioq_do_io* on io_uring (ABI.md §6.15–6.16, REQUESTS.md
+ * Signals and blkioq_do_io* on io_uring (docs/contract/abi.md §6.15–6.16, docs/contract/requests.md
  * §4.5):
  *
  * - blkioq_do_io_interruptible with a mask that lets SIGUSR1 through ends
@@ -114,7 +114,7 @@ static void test_pending(struct blkioq *q, const sigset_t *allow, bool with_time
     CHECK(eintr > 0, "%s: -EINTR observed (%d attempts)", what, attempts);
 }
 
-/* REQUESTS.md §4.4: completions gathered before the wait was interrupted
+/* docs/contract/requests.md §4.4: completions gathered before the wait was interrupted
  * are not lost; the next call returns them first. */
 static void test_partial_progress(struct blkioq *q, const sigset_t *allow)
 {

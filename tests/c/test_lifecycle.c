@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Instance life cycle (ABI.md §3, §4.2, §6.1–6.5, §7): blkio_create with
+ * Instance life cycle (docs/contract/abi.md §3, §4.2, §6.1–6.5, §7): blkio_create with
  * bad input, connect/start in every state, connect failures and retries,
  * fd ownership, destroy, the thread-local error message, and NULL
  * arguments on every API function.
@@ -258,7 +258,7 @@ static void test_destroy_in_flight(const char *file)
 }
 
 /* ------------------------------------------------------------------------
- * Thread-local error message (ABI.md §4.2) */
+ * Thread-local error message (docs/contract/abi.md §4.2) */
 
 struct thread_result {
     const char *initial;

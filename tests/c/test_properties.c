@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * io_uring properties (PROPERTIES.md §1–3, ABI.md §6.6): the 32 names and
+ * io_uring properties (docs/contract/properties.md §1–3, docs/contract/abi.md §6.6): the 32 names and
  * their created-state values, values after connect on a regular file
  * (buffered and O_DIRECT, derived from sysfs like the spec's rule), type
  * mismatches, read-only and state errors, string conversions, setter
@@ -30,7 +30,7 @@ struct prop {
     const char *created; /* value in the created state; NULL = -ENODEV */
 };
 
-/* PROPERTIES.md §3, "Created state" column. */
+/* docs/contract/properties.md §3, "Created state" column. */
 static const struct prop props[] = {
     {"buf-alignment", T_INT, A_RO, NULL},
     {"can-add-queues", T_BOOL, A_RO, "true"},
@@ -144,7 +144,7 @@ static void test_created_state(void)
 }
 
 /* ------------------------------------------------------------------------
- * Values after connect, derived like PROPERTIES.md §3 says */
+ * Values after connect, derived like docs/contract/properties.md §3 says */
 
 struct sysfs_facts {
     bool found;
@@ -511,7 +511,7 @@ static void test_state_errors(const char *path)
     }
 }
 
-/* get_str on every type, set_str parsing rules (ABI.md §6.6). */
+/* get_str on every type, set_str parsing rules (docs/contract/abi.md §6.6). */
 static void test_strings(const char *path)
 {
     struct blkio *b = NULL;
@@ -641,7 +641,7 @@ static void test_capacity_follows_file(void)
     blkio_destroy(&b);
 }
 
-/* read-only and direct reflect a passed fd's flags (PROPERTIES.md §7). */
+/* read-only and direct reflect a passed fd's flags (docs/contract/properties.md §7). */
 static void test_fd_flags(const char *path)
 {
     struct {

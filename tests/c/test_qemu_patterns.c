@@ -5,7 +5,7 @@
  * driver exists):
  *
  *  - fd-passing probe: blkio_set_int(b, "fd", -1) in the created state
- *    (PROPERTIES.md: io_uring, nvme-io_uring and vhost-vdpa accept it,
+ *    (docs/contract/properties.md: io_uring, nvme-io_uring and vhost-vdpa accept it,
  *    vhost-user and vfio-pci refuse with -ENOENT "fd property not
  *    supported"), then QEMU opening the path itself and passing the fd, or
  *    falling back to "path";

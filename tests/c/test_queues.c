@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Queues on io_uring (ABI.md §3, §5, §6.11–6.13): handles before and after
+ * Queues on io_uring (docs/contract/abi.md §3, §5, §6.11–6.13): handles before and after
  * start, stable pointers, adding and removing with index reuse, errors,
  * and two queues used concurrently from two threads.
  */
@@ -124,7 +124,7 @@ static void test_started(const char *path)
 }
 
 /* ------------------------------------------------------------------------
- * Two queues, two threads, no locking (ABI.md §5 item 1). */
+ * Two queues, two threads, no locking (docs/contract/abi.md §5 item 1). */
 
 struct worker {
     struct blkioq *q;
@@ -206,7 +206,7 @@ static void test_threads(const char *path)
               "property reads while another thread does I/O");
     }
     /* Memory regions may be allocated, mapped, unmapped and freed while
-     * other threads use the queues (ABI.md §5 item 3). */
+     * other threads use the queues (docs/contract/abi.md §5 item 3). */
     {
         int failures = 0;
         for (int i = 0; i < 2; i++) {

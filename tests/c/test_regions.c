@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Memory regions on io_uring (ABI.md §6.7–6.10, REQUESTS.md §8): allocation
+ * Memory regions on io_uring (docs/contract/abi.md §6.7–6.10, docs/contract/requests.md §8): allocation
  * (memfd, flags, layout), alignment errors, map/unmap rules and messages,
  * frees the library must ignore, I/O from region buffers, and destroy
  * with regions still allocated and mapped (run under valgrind for leaks).

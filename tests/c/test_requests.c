@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * Requests on the io_uring driver (REQUESTS.md §1–3, §7.1, §9): data
+ * Requests on the io_uring driver (docs/contract/requests.md §1–3, §7.1, §9): data
  * written and read back at many offsets and sizes, vectored I/O, FUA,
  * flush, write zeroes with every flag combination, discard, end-of-file
  * behaviour, flag validation and ordering, read-only instances, many
@@ -556,7 +556,7 @@ static void test_flags(struct blkioq *q)
     }
 }
 
-/* REQUESTS.md §1: backlog completions first, oldest first. */
+/* docs/contract/requests.md §1: backlog completions first, oldest first. */
 static void test_ordering(struct blkioq *q)
 {
     struct blkio_completion c[4];

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * virtio-blk-vhost-user against a real qemu-storage-daemon (PROPERTIES.md
- * §5–6, REQUESTS.md §4–8, VIRTIO.md §7).
+ * virtio-blk-vhost-user against a real qemu-storage-daemon (docs/contract/properties.md
+ * §5–6, docs/contract/requests.md §4–8, docs/contract/virtio.md §7).
  *
  * Every section starts its own daemon on a private socket in a scratch
  * directory and stops it by PID (also at exit, so a failed check never
@@ -313,7 +313,7 @@ static void test_properties(void)
     CHECK_ERR(blkio_set_int(b, "num-poll-queues", -1), -EINVAL,
               "num_poll_queues must be equal to or greater than 0", "num-poll-queues -1");
 
-    /* PROPERTIES.md §5.1: a 2 MiB raw image, default export options. */
+    /* docs/contract/properties.md §5.1: a 2 MiB raw image, default export options. */
     static const struct { const char *name; int value; } ints[] = {
         {"buf-alignment", 1}, {"discard-alignment", 512}, {"discard-alignment-offset", 0},
         {"fd", -1}, {"max-queue-size", 32768}, {"max-queues", 1}, {"max-segment-len", 0},
@@ -749,7 +749,7 @@ static void test_connect_errors(void)
     daemon_stop(&d);
 }
 
-/* Event-driven mode (REQUESTS.md §5): enable, submit, poll the fd, read it,
+/* Event-driven mode (docs/contract/requests.md §5): enable, submit, poll the fd, read it,
  * reap with min_completions 0; spurious wake-ups allowed. */
 static void test_event_driven_and_poll_queues(void)
 {

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Every flag and enum name, with the values of ABI.md §2.3. */
+    /* Every flag and enum name, with the values of docs/contract/abi.md §2.3. */
     check(BLKIO_REQ_FUA == 1 && BLKIO_REQ_NO_UNMAP == 2 && BLKIO_REQ_NO_FALLBACK == 4,
           "BLKIO_REQ_* values");
     check(BLKIO_ZONE_TYPE_CONVENTIONAL == 1 && BLKIO_ZONE_TYPE_SEQWRITE_REQ == 2 &&

@@ -347,7 +347,7 @@ done
 # cache.direct=on) must produce the same qemu-io output and the same image
 # with our library as with upstream's. Discards are left out: upstream's
 # io_uring discard uses a fallocate mode Linux refuses (QEMU ignores the
-# error and the data stays), ours deallocates (REQUESTS.md §7.1 [Q]); the
+# error and the data stays), ours deallocates (docs/contract/requests.md §7.1 [Q]); the
 # file-driver comparison above and the check below cover ours.
 diff_script=()
 for arg in "${io_aligned[@]}" "${io_unaligned[@]}"; do

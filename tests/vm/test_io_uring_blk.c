@@ -2,7 +2,7 @@
 /*
  * The io_uring driver on a real block device of the vmtest guest (argv[1]:
  * $VMTEST_BLK, $VMTEST_BLK_4K or $VMTEST_NVME_BLK): properties against
- * sysfs (PROPERTIES.md §3), O_DIRECT data, write zeroes, discard, device
+ * sysfs (docs/contract/properties.md §3), O_DIRECT data, write zeroes, discard, device
  * errors, read-only mode and poll queues where the device polls.
  */
 #define _GNU_SOURCE

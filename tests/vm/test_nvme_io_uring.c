@@ -3,7 +3,7 @@
  * nvme-io_uring on the conventional namespace of the vmtest guest
  * (VMTEST_NVME_NG, its block device VMTEST_NVME_BLK, the controller
  * VMTEST_NVME_CTRL): connect errors, every property against sysfs and
- * PROPERTIES.md §4, data written and read back (checked through the block
+ * docs/contract/properties.md §4, data written and read back (checked through the block
  * device), the library's request checks, device errors, two queues.
  */
 #define _GNU_SOURCE
@@ -423,7 +423,7 @@ static void small_ring(void)
 
 /* Event-driven use of a ring with one SQ entry: after blkioq_do_io
  * returns, requests it moved from the backlog into the ring must have
- * been submitted, or the completion fd never fires (REQUESTS.md §4.2:
+ * been submitted, or the completion fd never fires (docs/contract/requests.md §4.2:
  * "until ... nothing is left to submit"). */
 static void event_driven_backlog(void)
 {

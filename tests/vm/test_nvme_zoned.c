@@ -3,7 +3,7 @@
  * nvme-io_uring on the zoned (ZNS) namespace of the vmtest guest
  * (VMTEST_ZNS_NG, block device VMTEST_ZNS_BLK): the zoned properties
  * against sysfs, zone reports, zone management state transitions and the
- * data rules of sequential-write-required zones (REQUESTS.md §7.2).
+ * data rules of sequential-write-required zones (docs/contract/requests.md §7.2).
  */
 #define _GNU_SOURCE
 #include "../c/harness.h"

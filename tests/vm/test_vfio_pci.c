@@ -2,7 +2,7 @@
 /*
  * virtio-blk-vfio-pci on the QEMU virtio-blk-pci device of the vmtest guest
  * (VMTEST_VFIO_BDF, bound to vfio-pci behind an emulated IOMMU): properties
- * against PROPERTIES.md §5.3 and what sysfs tells about the device (its
+ * against docs/contract/properties.md §5.3 and what sysfs tells about the device (its
  * PCI config space: MSI-X vectors), connect and start errors (§5), regions
  * of private memory, overlapping regions, then the shared virtio-blk
  * request checks of virtio.h on both queues.
@@ -50,7 +50,7 @@ static void properties(void)
     CHECK_INT(vm_get_int(b, "max-queues"), cpus, "max-queues = vCPUs (QEMU's default)");
     CHECK_INT(vm_get_int(b, "fd"), -1, "fd");
     CHECK_INT(vm_get_bool(b, "needs-mem-region-fd"), 0, "needs-mem-region-fd false");
-    /* PROPERTIES.md §5.3 */
+    /* docs/contract/properties.md §5.3 */
     CHECK_INT(vm_get_u64(b, "capacity"), 268435456, "§5.3 capacity (256 MiB image)");
     CHECK_INT(vm_get_int(b, "request-alignment"), 512, "§5.3 request-alignment");
     CHECK_INT(vm_get_int(b, "optimal-io-alignment"), 512, "§5.3 optimal-io-alignment");

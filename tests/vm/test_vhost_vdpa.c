@@ -3,8 +3,8 @@
  * virtio-blk-vhost-vdpa on the vdpa_sim_blk device of the vmtest guest
  * (VMTEST_VDPA): every property against the device's own configuration
  * space and features (read here with the vhost-vdpa ioctls before the
- * library opens the device) and against PROPERTIES.md §5.2; connect errors
- * and the fd property (§6.2, ABI.md §6.3); start errors; then the shared
+ * library opens the device) and against docs/contract/properties.md §5.2; connect errors
+ * and the fd property (§6.2, docs/contract/abi.md §6.3); start errors; then the shared
  * virtio-blk request checks of virtio.h.
  */
 #define _GNU_SOURCE
@@ -56,7 +56,7 @@ static uint32_t cfg32(int off)
 
 static bool has(int bit)
 {
-    /* The driver's mask (VIRTIO.md §2.1) | ACCESS_PLATFORM. */
+    /* The driver's mask (docs/contract/virtio.md §2.1) | ACCESS_PLATFORM. */
     uint64_t mask = 0x120007E66ull | (1ull << 33);
     return (own.features & mask) >> bit & 1;
 }
@@ -100,7 +100,7 @@ static void properties(void)
     CHECK_INT(vm_get_bool(b, "needs-mem-region-fd"), 1, "needs-mem-region-fd");
     CHECK_INT(vm_get_int(b, "fd"), -1, "fd stays -1 when path was used");
 
-    /* PROPERTIES.md §5.2, vdpa_sim_blk. */
+    /* docs/contract/properties.md §5.2, vdpa_sim_blk. */
     CHECK_INT(vm_get_u64(b, "capacity"), 134217728, "§5.2 capacity");
     CHECK(vm_get_int(b, "max-segment-len") == 4096 && vm_get_int(b, "max-segments") == 32 &&
               vm_get_int(b, "max-transfer") == 131072,

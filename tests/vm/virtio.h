@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * The request checks every virtio-blk driver shares, for the in-guest tests
- * of virtio-blk-vhost-vdpa and virtio-blk-vfio-pci (REQUESTS.md §7.3, §8,
+ * of virtio-blk-vhost-vdpa and virtio-blk-vfio-pci (docs/contract/requests.md §7.3, §8,
  * §9): data written and read back through mapped memory regions (patterns,
  * readv/writev with empty segments, FUA with exactly one completion, write
  * zeroes with each flag, discard, flush), 64 requests on a queue of 4,
@@ -136,7 +136,7 @@ H_FN void vt_data(const struct vt_dev *d)
     blkioq_flush(q, NULL, 0);
     CHECK_REQ(vm_wait1(q, &msg), msg, 0, NULL, "flush");
 
-    /* Library checks (REQUESTS.md §7.3) and device errors. */
+    /* Library checks (docs/contract/requests.md §7.3) and device errors. */
     blkioq_read(q, 100, rd, 512, NULL, 0);
     CHECK_REQ(vm_wait1(q, &msg), msg, -EINVAL, "invalid start offset", "read at start 100");
     blkioq_write_zeroes(q, 4096, 100, NULL, 0);
@@ -328,7 +328,7 @@ H_FN void vt_check_created_state(const char *driver)
     blkio_destroy(&b);
 }
 
-/* The rows of PROPERTIES.md §5 that are the same for every device. */
+/* The rows of docs/contract/properties.md §5 that are the same for every device. */
 H_FN void vt_check_constant_properties(struct blkio *b)
 {
     char *s = NULL;

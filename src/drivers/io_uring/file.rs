@@ -1,5 +1,5 @@
 //! The target of the io_uring driver: a regular file or a block device,
-//! and the limits derived from it at connect (PROPERTIES.md §3).
+//! and the limits derived from it at connect (docs/contract/properties.md §3).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 

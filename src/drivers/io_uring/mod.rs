@@ -1,5 +1,5 @@
 //! The `io_uring` driver: regular files and block devices through Linux
-//! io_uring (PROPERTIES.md §3, REQUESTS.md §7.1).
+//! io_uring (docs/contract/properties.md §3, docs/contract/requests.md §7.1).
 
 mod file;
 mod queue;
@@ -82,7 +82,7 @@ impl Driver for IoUringDriver {
         &PROPERTIES
     }
 
-    /// Errors leave the instance as it was (ABI.md §6.3 \[Q\], [`DeviceFd`]).
+    /// Errors leave the instance as it was (docs/contract/abi.md §6.3 \[Q\], [`DeviceFd`]).
     fn connect(&mut self) -> Result<()> {
         config::check_path_or_fd(&self.config)?;
         let fd = DeviceFd::new(&self.config, self.open_flags())?;

@@ -1,4 +1,4 @@
-//! One io_uring ring per queue (REQUESTS.md §7.1).
+//! One io_uring ring per queue (docs/contract/requests.md §7.1).
 //!
 //! Every request in the ring owns a slot; the SQE's `user_data` is the slot
 //! index. A slot stays busy across follow-up SQEs (short transfers, the
@@ -250,7 +250,7 @@ impl Requests {
         }
     }
 
-    /// Checks the driver-specific rules of REQUESTS.md §6 and §7.1 for
+    /// Checks the driver-specific rules of docs/contract/requests.md §6 and §7.1 for
     /// requests other than data transfers that fit an SQE (those pass).
     fn refuse(&self, req: &Request) -> Option<(i32, Option<&'static CStr>)> {
         if self.poll && !req.op.is_rw() {
@@ -360,7 +360,7 @@ impl Requests {
         entry.user_data(idx as u64)
     }
 
-    /// The fallocate mode of a write-zeroes request (REQUESTS.md §7.1).
+    /// The fallocate mode of a write-zeroes request (docs/contract/requests.md §7.1).
     fn write_zeroes_mode(&self, flags: u32) -> i32 {
         let no_unmap = flags & REQ_NO_UNMAP != 0;
         match (self.file.block, self.file.write_zeroes, no_unmap) {

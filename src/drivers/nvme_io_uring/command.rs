@@ -2,7 +2,7 @@
 //! 72-byte `struct nvme_passthru_cmd` (admin ioctl) and its twin
 //! `struct nvme_uring_cmd` (the command area of an `IORING_OP_URING_CMD`
 //! SQE), plus the opcodes and field encodings this driver uses
-//! (REQUESTS.md §7.2).
+//! (docs/contract/requests.md §7.2).
 
 use std::os::fd::RawFd;
 

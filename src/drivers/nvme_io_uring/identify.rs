@@ -1,4 +1,4 @@
-//! The admin commands issued at connect (REQUESTS.md §7.2: Identify,
+//! The admin commands issued at connect (docs/contract/requests.md §7.2: Identify,
 //! Get Log Page, Get Features) and the raw facts read from their data.
 //! How those facts become property values is [`super::namespace`]'s job.
 
@@ -141,7 +141,7 @@ fn zoned_facts(fd: RawFd, nsid: u32) -> Result<ZonedFacts> {
         mar: le32(&zns, 4),
         mor: le32(&zns, 8),
         // Entry 0 of the LBA format extensions, whatever format is active
-        // (what upstream reads, PROPERTIES.md §4).
+        // (what upstream reads, docs/contract/properties.md §4).
         zsze: le64(&zns, 2816),
         zasl: zctrl[0],
         // I/O command entries follow the 256 admin ones (4 bytes each).
@@ -179,7 +179,7 @@ fn command_set(list: &[u8]) -> Option<u8> {
     None
 }
 
-/// Checks the LBA format the driver can work with (PROPERTIES.md §4).
+/// Checks the LBA format the driver can work with (docs/contract/properties.md §4).
 pub fn check_format(facts: &Facts) -> Result<()> {
     if facts.metadata_size != 0 {
         return Err(Error::invalid(format!(

@@ -1,6 +1,6 @@
 //! The `nvme-io_uring` driver: NVMe namespaces through their generic
 //! character device (`/dev/ngXnY`) with io_uring passthrough commands
-//! (PROPERTIES.md §4, REQUESTS.md §7.2).
+//! (docs/contract/properties.md §4, docs/contract/requests.md §7.2).
 //!
 //! * [`command`] — the passthrough command layout, opcodes, ioctls;
 //! * [`identify`] — the admin commands of connect and their raw facts;
@@ -88,7 +88,7 @@ impl Driver for NvmeIoUringDriver {
         &PROPERTIES
     }
 
-    /// Errors leave the instance as it was (ABI.md §6.3 \[Q\], [`DeviceFd`]).
+    /// Errors leave the instance as it was (docs/contract/abi.md §6.3 \[Q\], [`DeviceFd`]).
     ///
     /// `path` is opened read-only whatever `read-only` says: the kernel
     /// accepts passthrough writes from a privileged process on a read-only

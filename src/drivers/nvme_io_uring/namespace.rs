@@ -1,5 +1,5 @@
 //! The connected namespace: its character device and the property values
-//! derived from the Identify facts (PROPERTIES.md §4), computed once at
+//! derived from the Identify facts (docs/contract/properties.md §4), computed once at
 //! connect.
 
 use std::fs;
@@ -70,7 +70,7 @@ impl Namespace {
 }
 
 impl Limits {
-    /// The rules of PROPERTIES.md §4, with its two [Q] recommendations:
+    /// The rules of docs/contract/properties.md §4, with its two [Q] recommendations:
     ///
     /// * `max-transfer` = min(65536 LBAs, 4 KiB × 2^MDTS when MDTS ≠ 0,
     ///   the kernel's `max_hw_sectors_kb` of the namespace when known) —
@@ -173,7 +173,7 @@ mod tests {
     use super::super::identify::ZonedFacts;
     use super::*;
 
-    /// The QEMU 7.2 controller of PROPERTIES.md §4.1.
+    /// The QEMU 7.2 controller of docs/contract/properties.md §4.1.
     fn qemu(lbads: u8, zoned: bool) -> Facts {
         Facts {
             nsid: 1,

@@ -1,5 +1,5 @@
 //! One io_uring per queue carrying NVMe commands as `IORING_OP_URING_CMD`
-//! (REQUESTS.md §7.2): 128-byte SQEs whose command area holds a
+//! (docs/contract/requests.md §7.2): 128-byte SQEs whose command area holds a
 //! `struct nvme_uring_cmd`, 32-byte CQEs.
 //!
 //! As in the io_uring driver, every request in the ring owns a slot whose
@@ -85,7 +85,7 @@ impl NvmeQueue {
         })
     }
 
-    /// The library checks of REQUESTS.md §7.2, in upstream's order.
+    /// The library checks of docs/contract/requests.md §7.2, in upstream's order.
     fn refuse(&self, req: &Request) -> Option<Failure> {
         let limits = &self.ns.limits;
         let len = req.data_len();
@@ -328,7 +328,7 @@ impl QueueDriver for NvmeQueue {
 
 impl Drop for NvmeQueue {
     fn drop(&mut self) {
-        // Requests still in flight are abandoned (ABI.md §6.5), but the
+        // Requests still in flight are abandoned (docs/contract/abi.md §6.5), but the
         // kernel may yet read or write their slots' payloads: keep that
         // memory alive rather than free it under the device.
         if self.busy > 0 {

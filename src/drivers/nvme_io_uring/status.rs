@@ -1,5 +1,5 @@
 //! How a passthrough command's CQE result becomes a completion
-//! (REQUESTS.md §7.2): 0 is success, a negative value a kernel errno, a
+//! (docs/contract/requests.md §7.2): 0 is success, a negative value a kernel errno, a
 //! positive value the NVMe status field (SC in bits 0–7, SCT in 8–10).
 
 use std::ffi::CStr;
@@ -20,7 +20,7 @@ pub fn check(res: i32) -> Option<Failure> {
 /// Maps an NVMe status. The zone resource codes are compared without their
 /// SCT (Command Specific, 1) bits, as upstream does: the real "Too Many
 /// Active/Open Zones" statuses (0x1BD/0x1BE) therefore report "Nvme Error"
-/// like upstream (REQUESTS.md §7.2 says to reproduce this).
+/// like upstream (docs/contract/requests.md §7.2 says to reproduce this).
 fn nvme_status(status: u32) -> Failure {
     match status & 0x7FF {
         0x001 | 0x002 => (-libc::ENOTSUP, c"Operation not supported"),

@@ -1,6 +1,6 @@
 //! Zone reports: the Zone Management Receive data (a 64-byte header and
 //! 64-byte zone descriptors) turned into `struct blkio_zone` entries
-//! (REQUESTS.md §7.2).
+//! (docs/contract/requests.md §7.2).
 //!
 //! The device writes into a library buffer, not into the application's
 //! array: QEMU transfers the whole buffer, zero-filling what it did not

@@ -1,5 +1,5 @@
 //! The virtio-blk feature bits and configuration space, and the property
-//! values derived from them (VIRTIO.md §2, PROPERTIES.md §5).
+//! values derived from them (docs/contract/virtio.md §2, docs/contract/properties.md §5).
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH,
@@ -16,7 +16,7 @@ pub const fn bit(n: u32) -> u64 {
 }
 
 /// Features the virtio-blk driver asks for, before the transport adds its
-/// own (`0x1_2000_7E66`, VIRTIO.md §2.1).
+/// own (`0x1_2000_7E66`, docs/contract/virtio.md §2.1).
 pub const DRIVER_FEATURES: u64 = bit(VIRTIO_BLK_F_SIZE_MAX)
     | bit(VIRTIO_BLK_F_SEG_MAX)
     | bit(VIRTIO_BLK_F_RO)
@@ -93,7 +93,7 @@ fn clamp_int(v: u64) -> i32 {
 }
 
 /// The connect-time property values and the features requests depend on.
-/// [`Default`] gives the created-state values of PROPERTIES.md §5.
+/// [`Default`] gives the created-state values of docs/contract/properties.md §5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub request_alignment: i32,
@@ -202,7 +202,7 @@ impl DeviceInfo {
 mod tests {
     use super::*;
 
-    /// The qemu-storage-daemon 7.2 config of a 2 MiB image (VIRTIO.md §2.2).
+    /// The qemu-storage-daemon 7.2 config of a 2 MiB image (docs/contract/virtio.md §2.2).
     fn qsd_config() -> [u8; CONFIG_LEN] {
         let mut b = [0u8; CONFIG_LEN];
         b[0..8].copy_from_slice(&4096u64.to_le_bytes());
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn vdpa_sim_values() {
-        // vdpa_sim_blk (PROPERTIES.md §5.2): no CONFIG_WCE, no MQ.
+        // vdpa_sim_blk (docs/contract/properties.md §5.2): no CONFIG_WCE, no MQ.
         let mut b = [0u8; CONFIG_LEN];
         b[0..8].copy_from_slice(&262144u64.to_le_bytes());
         b[8..12].copy_from_slice(&4096u32.to_le_bytes());

@@ -1,12 +1,12 @@
 //! I/O virtual addresses for the transports whose device sees IOVAs rather
-//! than process addresses (vhost-vdpa, VFIO-PCI; VIRTIO.md §8).
+//! than process addresses (vhost-vdpa, VFIO-PCI; docs/contract/virtio.md §8).
 //!
 //! [`IovaTable`] records which process range is mapped at which IOVA, picks
 //! IOVAs first-fit inside the device's allowed ranges, and translates
 //! buffer addresses for the queues. It is shared (an `Arc`) between the
 //! transport, which maps and unmaps regions, and every queue, which
 //! translates: `blkio_map_mem_region` may run on another thread while
-//! queues submit requests (ABI.md §5), so the list sits behind an `RwLock`
+//! queues submit requests (docs/contract/abi.md §5), so the list sits behind an `RwLock`
 //! (queues only take the read lock).
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

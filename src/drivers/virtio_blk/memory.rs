@@ -1,4 +1,4 @@
-//! The virtqueue memory block of an instance (VIRTIO.md §3): one shared
+//! The virtqueue memory block of an instance (docs/contract/virtio.md §3): one shared
 //! memfd mapping holding, per queue, the ring and the request records.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -9,7 +9,7 @@ use super::virtqueue::{packed, split};
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
-/// Where the parts of one queue's block are (VIRTIO.md §3.2). The
+/// Where the parts of one queue's block are (docs/contract/virtio.md §3.2). The
 /// descriptors start at offset 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockLayout {

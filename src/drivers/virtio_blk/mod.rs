@@ -1,6 +1,6 @@
 //! The virtio-blk drivers (`virtio-blk-vhost-user`, `-vhost-vdpa`,
-//! `-vfio-pci`): one driver generic over a [`Transport`] (PROPERTIES.md
-//! §5–6, REQUESTS.md §7.3, VIRTIO.md).
+//! `-vfio-pci`): one driver generic over a [`Transport`] (docs/contract/properties.md
+//! §5–6, docs/contract/requests.md §7.3, docs/contract/virtio.md).
 //!
 //! * [`config`] — feature bits, the config space and the property values
 //!   derived from them;
@@ -90,7 +90,7 @@ impl<T: Transport> VirtioBlk<T> {
         self.device.as_ref().map(|d| d.info).unwrap_or_default()
     }
 
-    /// A fresh config-space read (one round trip per call, PROPERTIES.md §1).
+    /// A fresh config-space read (one round trip per call, docs/contract/properties.md §1).
     fn fresh_config(&self) -> Result<(BlkConfig, u64)> {
         let d = self.device()?;
         let cfg = BlkConfig::parse(&d.transport.read_config()?);
@@ -122,7 +122,7 @@ impl<T: Transport> VirtioBlk<T> {
         Ok(())
     }
 
-    /// The start-time checks of PROPERTIES.md §5; returns the queue count.
+    /// The start-time checks of docs/contract/properties.md §5; returns the queue count.
     fn check_start(&self) -> Result<usize> {
         let total = self.config.num_queues as i64 + self.config.num_poll_queues as i64;
         if total == 0 {
@@ -155,7 +155,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
         common::check_path_or_fd(&self.config)?;
         if !T::ACCEPTS_FD && self.config.fd != -1 {
             // Unreachable through the setter, which already refuses
-            // (PROPERTIES.md §5 lists it all the same).
+            // (docs/contract/properties.md §5 lists it all the same).
             return Err(Error::invalid(format!(
                 "{} doesn't support the fd property",
                 T::DRIVER_NAME
@@ -291,7 +291,7 @@ fn uint64(v: u64) -> Result<Value> {
 }
 
 impl<T: Transport> VirtioBlk<T> {
-    /// PROPERTIES.md §5–6, sorted by name. Connect-time values read the
+    /// docs/contract/properties.md §5–6, sorted by name. Connect-time values read the
     /// stored [`DeviceInfo`] (defaults before connect); `capacity` and
     /// `max-queues` re-read the config space on every call.
     const PROPERTIES: [Property<Self>; 32] = [

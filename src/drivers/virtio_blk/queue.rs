@@ -1,6 +1,6 @@
 //! One virtio-blk queue: request checks, request → descriptor chain
 //! encoding, completion of used chains, notification policy and waiting
-//! (REQUESTS.md §4.2, §5, §6, §7.3; VIRTIO.md §4).
+//! (docs/contract/requests.md §4.2, §5, §6, §7.3; docs/contract/virtio.md §4).
 //!
 //! A device that goes away (the transport's hang-up fd reports POLLHUP) is
 //! noticed while a `blkioq_do_io*` call waits (regular queues poll the fd
@@ -107,7 +107,7 @@ pub struct VirtioQueue<T: Transport, V: Virtqueue> {
 
 impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     /// A queue over the ring `vq` (already placed in `p.memory`), with
-    /// notifications off (REQUESTS.md §5).
+    /// notifications off (docs/contract/requests.md §5).
     pub fn new(mut vq: V, p: QueueParams<T>) -> Result<Self> {
         let records_at = p.memory.at(p.offset + p.layout.records);
         let records_len = record::RECORD_LEN * p.queue_size as usize;
@@ -144,7 +144,7 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
         })
     }
 
-    /// The per-request checks of REQUESTS.md §7.3, first failure wins.
+    /// The per-request checks of docs/contract/requests.md §7.3, first failure wins.
     fn check(&self, req: &Request) -> std::result::Result<(), Refusal> {
         let ro = || {
             if self.read_only {
@@ -184,7 +184,7 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
                 }
                 ro()?;
                 // More sectors than the segment's u32 can say: refused
-                // rather than left in the backlog forever (REQUESTS.md §7.3).
+                // rather than left in the backlog forever (docs/contract/requests.md §7.3).
                 if len / SECTOR > u32::MAX as u64 {
                     return Err(bad_range);
                 }
@@ -364,7 +364,7 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     }
 
     /// Every request but a plain one-buffer read or write with room in
-    /// the ring: the checks of REQUESTS.md §7.3 and the general chain.
+    /// the ring: the checks of docs/contract/requests.md §7.3 and the general chain.
     #[inline(never)]
     fn enqueue_other(&mut self, req: &Request) -> Enqueue {
         if self.disconnected {
@@ -604,7 +604,7 @@ impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
         // The common case, a plain read or write of one buffer with room
         // for its three descriptors; anything else (including every
         // refusal) takes the full path, which checks in the order of
-        // REQUESTS.md §7.3.
+        // docs/contract/requests.md §7.3.
         if self.disconnected
             || req.start % SECTOR != 0
             || (!read && self.read_only)

@@ -1,4 +1,4 @@
-//! The per-request record in queue memory (VIRTIO.md §3.3): the
+//! The per-request record in queue memory (docs/contract/virtio.md §3.3): the
 //! virtio-blk request header, the status byte the device writes, and the
 //! discard / write-zeroes segment. 33 bytes, no padding, indexed by chain id.
 //!
@@ -89,7 +89,7 @@ impl Records {
     }
 }
 
-/// Status byte → completion `ret` (REQUESTS.md §7.3).
+/// Status byte → completion `ret` (docs/contract/requests.md §7.3).
 pub fn status_to_ret(status: u8) -> i32 {
     match status as u32 {
         VIRTIO_BLK_S_OK => 0,

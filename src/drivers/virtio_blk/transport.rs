@@ -3,7 +3,7 @@
 //! The driver ([`super::VirtioBlk`]) and its queues ([`super::queue`]) are
 //! generic over [`Transport`], so vhost-user, vhost-vdpa and VFIO-PCI share
 //! the request encoding, the virtqueues and the property rules. A transport
-//! does only what differs between them (VIRTIO.md §1, §8):
+//! does only what differs between them (docs/contract/virtio.md §1, §8):
 //!
 //! * connection and feature negotiation, config-space reads;
 //! * memory regions: registration with the device (vhost-user
@@ -43,7 +43,7 @@ pub trait DeviceAddress: Clone + Send + 'static {
 }
 
 /// Device address = process address (vhost-user: the back-end maps the
-/// region fds at the addresses we announce, VIRTIO.md §7.3).
+/// region fds at the addresses we announce, docs/contract/virtio.md §7.3).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Identity;
 
@@ -128,7 +128,7 @@ pub trait Transport: Send + Sized + 'static {
     /// Registers a region with the device.
     fn map_mem_region(&mut self, region: &MemRegion) -> Result<()>;
 
-    /// Unregisters a region; failures are ignored (ABI.md §6.10).
+    /// Unregisters a region; failures are ignored (docs/contract/abi.md §6.10).
     fn unmap_mem_region(&mut self, region: &MemRegion);
 
     /// The translation queues use for buffers and the ring itself.

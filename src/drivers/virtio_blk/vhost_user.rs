@@ -1,4 +1,4 @@
-//! The vhost-user transport (`virtio-blk-vhost-user`, VIRTIO.md §7):
+//! The vhost-user transport (`virtio-blk-vhost-user`, docs/contract/virtio.md §7):
 //! libblkio is the front-end on a Unix stream socket, built on the `vhost`
 //! crate's [`Frontend`].
 //!
@@ -87,7 +87,7 @@ impl VhostUser {
         frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
         if acked.contains(VhostUserProtocolFeatures::MQ) {
             // Only bounds the queue indexes the crate accepts; `max-queues`
-            // comes from the config space (PROPERTIES.md §6.1).
+            // comes from the config space (docs/contract/properties.md §6.1).
             // A back-end with no queue at all cannot serve any request:
             // refuse it here with a clear message (docs/virtio-device-trust.md).
             if frontend.get_queue_num().map_err(vhost_error)? == 0 {

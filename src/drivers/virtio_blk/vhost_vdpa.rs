@@ -1,4 +1,4 @@
-//! The vhost-vdpa transport (`virtio-blk-vhost-vdpa`, VIRTIO.md §9): the
+//! The vhost-vdpa transport (`virtio-blk-vhost-vdpa`, docs/contract/virtio.md §9): the
 //! kernel's `/dev/vhost-vdpa-N` character device, driven with vhost ioctls
 //! and IOTLB messages written to the device fd.
 //!
@@ -10,13 +10,13 @@
 //! Choices where the spec leaves room:
 //! * IOTLB messages use the v2 format when the kernel offers
 //!   `VHOST_BACKEND_F_IOTLB_MSG_V2` (it always does since Linux 5.x), v1
-//!   otherwise; upstream effectively always sends v1 (VIRTIO.md §9 \[Q\]).
+//!   otherwise; upstream effectively always sends v1 (docs/contract/virtio.md §9 \[Q\]).
 //! * The device must be a virtio-blk device (`VHOST_VDPA_GET_DEVICE_ID` 2).
 //! * `queue-size` above the device's maximum (`VHOST_VDPA_GET_VRING_NUM`)
 //!   fails `blkio_start` with -EINVAL and a message naming both numbers,
 //!   instead of upstream's bare kernel EINVAL.
 //! * With `fd`, the descriptor becomes ours only once connect succeeds; a
-//!   failed connect leaves it open for the caller (ABI.md §6.3 \[Q\]).
+//!   failed connect leaves it open for the caller (docs/contract/abi.md §6.3 \[Q\]).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -187,7 +187,7 @@ impl VhostVdpa {
         check(unsafe { ioctl_with_ref(fd, req, &v) }, what)
     }
 
-    /// Everything after the first ioctl (VIRTIO.md §9 "Connect").
+    /// Everything after the first ioctl (docs/contract/virtio.md §9 "Connect").
     fn negotiate(fd: &OwnedFd, driver_features: u64) -> Result<(u64, bool, IovaRange)> {
         let backend = Self::get_u64(
             fd,

@@ -1,6 +1,6 @@
 //! A VFIO container with one group attached and the type-1 v2 IOMMU: the
 //! IOMMU's page sizes, valid IOVA ranges and DMA-mapping budget, DMA map
-//! and unmap, and the device fd (VIRTIO.md §10 "connect").
+//! and unmap, and the device fd (docs/contract/virtio.md §10 "connect").
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -209,7 +209,7 @@ impl Container {
         .map(|_| ())
     }
 
-    /// Unmaps `[iova, iova + size)`; failures are ignored (ABI.md §6.10).
+    /// Unmaps `[iova, iova + size)`; failures are ignored (docs/contract/abi.md §6.10).
     pub fn unmap_dma(&self, iova: u64, size: u64) {
         let mut u = DmaUnmap {
             argsz: argsz::<DmaUnmap>(),

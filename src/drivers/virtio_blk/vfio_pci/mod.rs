@@ -1,4 +1,4 @@
-//! The VFIO-PCI transport (`virtio-blk-vfio-pci`, VIRTIO.md §10): a
+//! The VFIO-PCI transport (`virtio-blk-vfio-pci`, docs/contract/virtio.md §10): a
 //! virtio-blk PCI device bound to `vfio-pci`, driven from user space.
 //!
 //! * [`container`] — VFIO container and group, the IOMMU's properties, DMA
@@ -14,7 +14,7 @@
 //!
 //! Teardown (drop) resets the device before anything else, so it stops
 //! using memory, then turns bus mastering off and removes the DMA
-//! mappings (upstream unmaps first; VIRTIO.md §10).
+//! mappings (upstream unmaps first; docs/contract/virtio.md §10).
 
 mod container;
 mod device;
@@ -43,7 +43,7 @@ const DRIVER_OK: u8 = 4;
 const FEATURES_OK: u8 = 8;
 const FAILED: u8 = 128;
 
-/// Feature bits the transport adds to the driver's (VIRTIO.md §2.1).
+/// Feature bits the transport adds to the driver's (docs/contract/virtio.md §2.1).
 const VERSION_1: u64 = bit(32);
 const ACCESS_PLATFORM: u64 = bit(33);
 const RING_PACKED: u64 = bit(34);

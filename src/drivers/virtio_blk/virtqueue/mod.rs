@@ -1,4 +1,4 @@
-//! The driver side of a virtqueue, on plain shared memory (VIRTIO.md §5–6).
+//! The driver side of a virtqueue, on plain shared memory (docs/contract/virtio.md §5–6).
 //!
 //! A virtqueue knows nothing about block requests: it hands out chain ids,
 //! publishes chains of [`Buffer`]s, decides when the device needs a kick,
@@ -7,7 +7,7 @@
 //!
 //! Two implementations: [`split::SplitQueue`], which vhost-user and
 //! vhost-vdpa always use, and [`packed::PackedQueue`], which VFIO-PCI uses
-//! when the device offers `VIRTIO_F_RING_PACKED` (VIRTIO.md §6).
+//! when the device offers `VIRTIO_F_RING_PACKED` (docs/contract/virtio.md §6).
 
 pub mod packed;
 pub mod split;

@@ -1,4 +1,4 @@
-//! The packed virtqueue (VIRTIO.md §3.2, §6; virtio 1.x §2.8), used when a
+//! The packed virtqueue (docs/contract/virtio.md §3.2, §6; virtio 1.x §2.8), used when a
 //! VFIO-PCI device offers `VIRTIO_F_RING_PACKED`.
 //!
 //! Layout of one ring of `N` entries (see [`Layout`]): the descriptor ring

@@ -1,4 +1,4 @@
-//! The split virtqueue (VIRTIO.md §3.2, §5; virtio 1.x §2.7).
+//! The split virtqueue (docs/contract/virtio.md §3.2, §5; virtio 1.x §2.7).
 //!
 //! Layout of one ring of `N` entries, at offsets from its 16-byte aligned
 //! base (see [`Layout`]): the descriptor table (16 N bytes), the available
