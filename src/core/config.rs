@@ -4,8 +4,9 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::property::{check, Access, PropType, Property, Value};
+use super::sys;
 
 /// The common settings of an instance.
 #[derive(Clone, Debug)]
@@ -36,6 +37,27 @@ impl Config {
     pub fn report_fd(&mut self, fd: &impl AsRawFd) {
         if !self.path.is_empty() {
             self.fd = fd.as_raw_fd();
+        }
+    }
+
+    /// Refuses, before creating any queue, a queue count that can never
+    /// be started: every queue of the io_uring drivers holds at least one
+    /// file descriptor (its ring), so more queues than the process's
+    /// open-file limit fail anyway. Without this check a `num-queues` near
+    /// `max-queues` (`i32::MAX`) would set up thousands of rings before
+    /// failing with -EMFILE; now it fails at once with the same errno
+    /// (docs/contract/properties.md, "Queue counts").
+    pub fn check_queue_count(&self) -> Result<()> {
+        let wanted = self.num_queues as u64 + self.num_poll_queues as u64;
+        match sys::open_file_limit() {
+            Some(limit) if wanted > limit => Err(Error::new(
+                libc::EMFILE,
+                format!(
+                    "num_queues + num_poll_queues ({wanted}) exceeds the open file limit \
+                     ({limit}): each queue needs a file descriptor"
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }

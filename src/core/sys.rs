@@ -30,6 +30,18 @@ pub fn fstat(fd: RawFd) -> Result<libc::stat> {
     }
 }
 
+/// The soft `RLIMIT_NOFILE` of the process, or `None` when unlimited or
+/// unknown.
+pub fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for the duration of the call.
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (ret == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
 /// The system page size.
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no side effects.

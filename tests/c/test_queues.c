@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "harness.h"
 
@@ -233,11 +234,52 @@ static void test_threads(const char *path)
     blkio_destroy(&b);
 }
 
+/*
+ * A queue count above the open-file limit can never start: start refuses
+ * it at once with -EMFILE (docs/contract/properties.md, "Queue counts")
+ * and the instance stays connected, so a smaller count then starts.
+ */
+static void test_queue_count_limit(const char *path)
+{
+    struct rlimit old, low;
+    struct blkio *b = NULL;
+    char want[200];
+    if (getrlimit(RLIMIT_NOFILE, &old) != 0) {
+        CHECK(false, "getrlimit(RLIMIT_NOFILE)");
+        return;
+    }
+    low = old;
+    low.rlim_cur = 64;
+    CHECK_OK(setrlimit(RLIMIT_NOFILE, &low), "lower the open-file limit to 64");
+    CHECK_OK(blkio_create("io_uring", &b), "create");
+    CHECK_OK(blkio_set_str(b, "path", path), "set path");
+    CHECK_OK(blkio_connect(b), "connect");
+    CHECK_OK(blkio_set_int(b, "num-queues", 2147483647), "num-queues INT_MAX");
+    snprintf(want, sizeof(want),
+             "num_queues + num_poll_queues (2147483647) exceeds the open file limit (64): "
+             "each queue needs a file descriptor");
+    CHECK_ERR(blkio_start(b), -EMFILE, want, "start with INT_MAX queues");
+    CHECK_OK(blkio_set_int(b, "num-queues", 40), "num-queues 40");
+    CHECK_OK(blkio_set_int(b, "num-poll-queues", 25), "num-poll-queues 25");
+    snprintf(want, sizeof(want),
+             "num_queues + num_poll_queues (65) exceeds the open file limit (64): "
+             "each queue needs a file descriptor");
+    CHECK_ERR(blkio_start(b), -EMFILE, want, "start with 40 + 25 queues");
+    CHECK_OK(blkio_set_int(b, "num-poll-queues", 0), "num-poll-queues 0");
+    CHECK_OK(blkio_set_int(b, "num-queues", 2), "num-queues 2");
+    CHECK_OK(blkio_start(b), "then start with 2 queues");
+    CHECK(blkio_get_queue(b, 1) && queue_works(blkio_get_queue(b, 1), 0, 7),
+          "queue 1 does I/O after the refused starts");
+    blkio_destroy(&b);
+    CHECK_OK(setrlimit(RLIMIT_NOFILE, &old), "restore the open-file limit");
+}
+
 int main(void)
 {
     const char *path = h_scratch(2 << 20);
     test_before_start(path);
     test_started(path);
     test_threads(path);
+    test_queue_count_limit(path);
     return h_done();
 }

@@ -96,6 +96,7 @@ impl Driver for IoUringDriver {
 
     fn start(&mut self) -> Result<StartedQueues> {
         let file = self.file()?;
+        self.config.check_queue_count()?;
         if self.config.num_poll_queues > 0 && !file.supports_poll_queues {
             return Err(Error::invalid("Poll queues not supported"));
         }

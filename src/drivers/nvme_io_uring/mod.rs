@@ -107,6 +107,7 @@ impl Driver for NvmeIoUringDriver {
         if self.config.num_poll_queues > 0 {
             return Err(Error::invalid("num_poll_queues must be 0"));
         }
+        self.config.check_queue_count()?;
         let queues = (0..self.config.num_queues)
             .map(|_| self.new_queue())
             .collect::<Result<_>>()?;
