@@ -164,6 +164,60 @@ def capi_seeds():
           + u8(0) + u16(0) + u8(0) + u32(0) + u32(0) + u8(0) + u8(1))
 
 
+# vhost-user: codes of the requests whose replies the library reads.
+GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_CONFIG = 1, 15, 17, 24
+GET_MAX_MEM_SLOTS, ADD_MEM_REG = 36, 37
+SET_VRING = [8, 10, 9, 12, 13, 18]  # NUM, BASE, ADDR, KICK, CALL, ENABLE
+
+
+def vu_reply(code, body, flags=0x5, size=None):
+    return u32(code) + u32(flags) + u32(len(body) if size is None else size) + body
+
+
+def vu_config(capacity=2048):
+    space = u64(capacity) + bytes(52)
+    return u32(0) + u32(60) + u32(0) + space
+
+
+def vu_stream():
+    """The replies of a well-behaved back-end, in the order asked."""
+    return [
+        vu_reply(GET_FEATURES, u64((1 << 32) | (1 << 30) | (1 << 12))),
+        vu_reply(GET_PROTOCOL_FEATURES, u64(0x8f2b)),
+        vu_reply(GET_QUEUE_NUM, u64(1)),
+        vu_reply(GET_MAX_MEM_SLOTS, u64(509)),
+        vu_reply(GET_CONFIG, vu_config()),
+        vu_reply(ADD_MEM_REG, u64(0)),
+    ] + [vu_reply(c, u64(0)) for c in SET_VRING]
+
+
+def vhost_user_seeds():
+    good = vu_stream()
+    write("vhost_user_reply", "well_behaved", b"".join(good))
+    short = list(good)
+    short[0] = vu_reply(GET_FEATURES, u32(0x40000000), size=4)
+    write("vhost_user_reply", "short_features", b"".join(short))
+    huge = list(good)
+    huge[1] = vu_reply(GET_PROTOCOL_FEATURES, b"", size=0x7FFFFFFF)
+    write("vhost_user_reply", "huge_size", b"".join(huge))
+    cfg = list(good)
+    cfg[4] = vu_reply(GET_CONFIG, vu_config()[:32])
+    write("vhost_user_reply", "short_config", b"".join(cfg))
+    code = list(good)
+    code[3] = vu_reply(GET_QUEUE_NUM, u64(509))
+    write("vhost_user_reply", "wrong_code", b"".join(code))
+    flags = list(good)
+    flags[2] = vu_reply(GET_QUEUE_NUM, u64(1), flags=0x1)
+    write("vhost_user_reply", "no_reply_bit", b"".join(flags))
+    zero = list(good)
+    zero[2] = vu_reply(GET_QUEUE_NUM, u64(0))
+    write("vhost_user_reply", "no_queues", b"".join(zero))
+    nack = list(good)
+    nack[5] = vu_reply(ADD_MEM_REG, u64(1))
+    write("vhost_user_reply", "nack", b"".join(nack))
+    write("vhost_user_reply", "truncated", b"".join(good)[:100])
+
+
 if __name__ == "__main__":
     split_seeds()
     packed_seeds()
@@ -172,5 +226,6 @@ if __name__ == "__main__":
     identify_seeds()
     zone_seeds()
     capi_seeds()
+    vhost_user_seeds()
     for t in sorted(os.listdir(ROOT)):
         print(t, len(os.listdir(os.path.join(ROOT, t))))

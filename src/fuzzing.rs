@@ -405,6 +405,56 @@ pub fn blk_config(data: &[u8]) {
     assert!(info.discard_alignment_offset >= 0);
 }
 
+/// vhost-user replies: the whole byte stream a back-end sends.
+///
+/// Input: what the back-end writes on the socket, in order; after it the
+/// back-end closes its sending side (so nothing waits for the reply
+/// timeout). The library runs the handshake, reads the config space, maps
+/// a memory region and sets up one queue. Whatever the stream holds, every
+/// step either succeeds or fails with -EIO and a message naming the
+/// vhost-user exchange; nothing panics or blocks.
+pub fn vhost_user_reply(data: &[u8]) {
+    use crate::drivers::virtio_blk::transport::{QueueSetup, Transport};
+    use crate::drivers::virtio_blk::vhost_user::{wire::Channel, VhostUser};
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    // Far below the socket buffer, so the write cannot block.
+    let stream = &data[..data.len().min(32 * 1024)];
+    (&theirs).write_all(stream).expect("back-end stream");
+    theirs
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let channel = Channel::new(ours).with_timeout(std::time::Duration::from_secs(1));
+    let steps = VhostUser::handshake(channel, !0).and_then(|mut vu| {
+        let config = vu.read_config()?;
+        let _ = BlkConfig::parse(&config);
+        let region = crate::core::region::allocate(4096, 1)?;
+        let mapped = vu.map_mem_region(&region);
+        // SAFETY: allocated above and released once; the peer only holds
+        // the descriptor in its receive queue and never maps it.
+        unsafe { crate::core::region::release(&region) };
+        mapped?;
+        let call = vmm_sys_util::eventfd::EventFd::new(libc::EFD_CLOEXEC).expect("eventfd");
+        let setup = QueueSetup {
+            index: 0,
+            size: 16,
+            desc: 0x1000,
+            avail: 0x2000,
+            used: 0x3000,
+            call: &call,
+        };
+        vu.start_queues(&[setup])
+            .map(|kicks| assert_eq!(kicks.len(), 1))
+    });
+    if let Err(e) = steps {
+        assert_eq!(e.errno(), libc::EIO, "{}", e.message());
+        assert!(e.message().starts_with("vhost-user "), "{}", e.message());
+    }
+    drop(theirs);
+}
+
 /// An NVMe completion's result field (the CQE status as the kernel
 /// passes it on): success, or a negative errno with a message.
 pub fn nvme_status(data: &[u8]) {
@@ -890,6 +940,7 @@ mod tests {
             ("nvme_identify", nvme_identify),
             ("nvme_zone_report", nvme_zone_report),
             ("c_api", c_api),
+            ("vhost_user_reply", vhost_user_reply),
         ];
         let mut total = 0;
         for (name, f) in targets {

@@ -30,6 +30,92 @@ pub fn fstat(fd: RawFd) -> Result<libc::stat> {
     }
 }
 
+/// Waits until `fd` is readable (or hung up, or in error: a read then
+/// says which) or `deadline` passes; `Ok(false)` on timeout. Signals
+/// do not cut the wait short.
+pub fn poll_readable(fd: RawFd, deadline: std::time::Instant) -> Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // Round up so that a wait never ends before the deadline.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            n if n > 0 => return Ok(true),
+            0 if ms == 0 => return Ok(false),
+            0 => {}
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(Error::os(e));
+                }
+            }
+        }
+    }
+}
+
+/// `sendmsg(fd, bytes)` with `fds` attached as `SCM_RIGHTS` and
+/// `MSG_NOSIGNAL` (a closed peer gives EPIPE instead of SIGPIPE); retried
+/// on EINTR. Returns the bytes sent.
+pub fn send_with_fds(fd: RawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<usize> {
+    const MAX_FDS: usize = 8;
+    assert!(
+        fds.len() <= MAX_FDS,
+        "at most {MAX_FDS} descriptors per message"
+    );
+    // Control buffer for up to MAX_FDS descriptors, aligned for cmsghdr.
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let fds_len = std::mem::size_of_val(fds);
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: a zeroed msghdr is a valid "no name, no control" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(fds_len as u32) } as usize;
+        assert!(space <= control.0.len());
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points to `space` bytes of our aligned
+        // buffer, enough for one cmsghdr with `fds_len` bytes of data
+        // (checked above), so CMSG_FIRSTHDR is non-null and CMSG_DATA
+        // has room for the descriptors.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fds_len as u32) as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                fds_len,
+            );
+        }
+    }
+    loop {
+        // SAFETY: `msg` points to `iov` (our live `bytes`) and to the
+        // control buffer, both alive across the call.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// The soft `RLIMIT_NOFILE` of the process, or `None` when unlimited or
 /// unknown.
 pub fn open_file_limit() -> Option<u64> {
