@@ -112,8 +112,8 @@ pub unsafe extern "C" fn blkio_create(driver: *const c_char, bp: *mut *mut Blkio
         Ok(n) => n,
         Err(e) => return fail(e),
     };
-    match drivers::create(name) {
-        Some(device) => {
+    match drivers::create_named(name) {
+        Ok(device) => {
             let instance = Box::into_raw(Box::new(Blkio {
                 device: Mutex::new(device),
             }));
@@ -121,7 +121,7 @@ pub unsafe extern "C" fn blkio_create(driver: *const c_char, bp: *mut *mut Blkio
             unsafe { *bp = instance };
             0
         }
-        None => fail(Error::new(libc::ENOENT, "Unknown driver name")),
+        Err(e) => fail(e),
     }
 }
 

@@ -17,6 +17,7 @@ mod uring_wait;
 pub mod virtio_blk;
 
 use crate::core::instance::{Device, Instance};
+use crate::core::{Error, Result};
 
 /// Every driver name `blkio_create` accepts.
 pub const NAMES: &[&str] = &[
@@ -26,6 +27,11 @@ pub const NAMES: &[&str] = &[
     "virtio-blk-vhost-vdpa",
     "virtio-blk-vfio-pci",
 ];
+
+/// [`create`], failing as `blkio_create` does for a name it does not know.
+pub fn create_named(name: &str) -> Result<Box<dyn Device>> {
+    create(name).ok_or_else(|| Error::new(libc::ENOENT, "Unknown driver name"))
+}
 
 /// A new instance of the named driver, in the created state.
 pub fn create(name: &str) -> Option<Box<dyn Device>> {

@@ -1,0 +1,152 @@
+//! The public error type.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::core;
+
+/// What went wrong, in a few stable classes.
+///
+/// New kinds may be added in later versions (the enum is
+/// `#[non_exhaustive]`); [`Error::errno`] always gives the precise value.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An argument or property value is not acceptable (`EINVAL`,
+    /// `ERANGE`, `EOVERFLOW`).
+    InvalidArgument,
+    /// No such driver, property or queue (`ENOENT`).
+    NotFound,
+    /// The property has another type than the one asked for (`ENOTTY`).
+    WrongType,
+    /// The property is read-only, or the OS refused access (`EACCES`,
+    /// `EPERM`).
+    PermissionDenied,
+    /// The instance is not in a state that allows the call, or the
+    /// resource is busy (`EBUSY`, `ENODEV`).
+    WrongState,
+    /// The driver or device cannot do this (`ENOTSUP`, `EOPNOTSUPP`).
+    NotSupported,
+    /// A timeout ran out before enough completions arrived (`ETIME`,
+    /// `ETIMEDOUT`).
+    TimedOut,
+    /// A signal interrupted the wait (`EINTR`).
+    Interrupted,
+    /// Memory could not be allocated (`ENOMEM`).
+    OutOfMemory,
+    /// The device or the transport failed (`EIO`).
+    Io,
+    /// Any other errno.
+    Other,
+}
+
+impl ErrorKind {
+    /// The kind of a positive errno value.
+    pub fn from_errno(errno: i32) -> Self {
+        match errno {
+            libc::EINVAL | libc::ERANGE | libc::EOVERFLOW => ErrorKind::InvalidArgument,
+            libc::ENOENT => ErrorKind::NotFound,
+            libc::ENOTTY => ErrorKind::WrongType,
+            libc::EACCES | libc::EPERM => ErrorKind::PermissionDenied,
+            libc::EBUSY | libc::ENODEV => ErrorKind::WrongState,
+            libc::ENOTSUP => ErrorKind::NotSupported,
+            libc::ETIME | libc::ETIMEDOUT => ErrorKind::TimedOut,
+            libc::EINTR => ErrorKind::Interrupted,
+            libc::ENOMEM => ErrorKind::OutOfMemory,
+            libc::EIO => ErrorKind::Io,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// A failed call: its [`ErrorKind`], the positive errno the C API would
+/// return (negated), and the message `blkio_get_error_msg()` would give.
+///
+/// ```
+/// use blkio::{Blkio, ErrorKind};
+///
+/// let e = Blkio::new("no-such-driver").unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::NotFound);
+/// assert_eq!(e.errno(), libc::ENOENT);
+/// assert_eq!(e.message(), "Unknown driver name");
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    errno: i32,
+    message: Cow<'static, str>,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// An error with an explicit errno and message.
+    pub fn new(errno: i32, message: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            kind: ErrorKind::from_errno(errno),
+            errno,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The error's class.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The positive errno value (e.g. `libc::EINVAL`).
+    pub fn errno(&self) -> i32 {
+        self.errno
+    }
+
+    /// The human-readable message (the same text the C API reports).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<core::Error> for Error {
+    fn from(e: core::Error) -> Self {
+        Error {
+            kind: ErrorKind::from_errno(e.errno()),
+            errno: e.errno(),
+            message: Cow::Owned(e.message().to_owned()),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("errno", &self.errno)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    /// The library's internal error this one was made from, when there is
+    /// one; its own `source()` is the operating-system error, if any.
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::new(std::io::Error::from_raw_os_error(e.errno).kind(), e)
+    }
+}
+
+/// Result type of the public API.
+pub type Result<T> = std::result::Result<T, Error>;

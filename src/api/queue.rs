@@ -1,0 +1,505 @@
+//! [`Queue`]: submitting requests and reaping their [`Completion`]s.
+
+use std::ffi::CStr;
+use std::ops::BitOr;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{Error, Result};
+use super::instance::Inner;
+use super::region::{MemRegion, Shared};
+use crate::core::queue::Queue as RawQueue;
+use crate::core::request::{self, Completion as RawCompletion, Op, Request};
+
+/// Request flags (`BLKIO_REQ_*`), combined with `|`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReqFlags(u32);
+
+impl ReqFlags {
+    /// No flags.
+    pub const NONE: ReqFlags = ReqFlags(0);
+    /// The written data is durable when the request completes (writes).
+    pub const FUA: ReqFlags = ReqFlags(request::REQ_FUA);
+    /// Write-zeroes must not deallocate the range.
+    pub const NO_UNMAP: ReqFlags = ReqFlags(request::REQ_NO_UNMAP);
+    /// Write-zeroes fails rather than writing buffers of zeroes.
+    pub const NO_FALLBACK: ReqFlags = ReqFlags(request::REQ_NO_FALLBACK);
+
+    /// The flags with these bits, unknown ones included (a request with
+    /// unknown bits completes with `-EINVAL`).
+    pub const fn from_bits_retain(bits: u32) -> Self {
+        ReqFlags(bits)
+    }
+
+    /// The bits, as the C API takes them.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl BitOr for ReqFlags {
+    type Output = ReqFlags;
+    fn bitor(self, rhs: ReqFlags) -> ReqFlags {
+        ReqFlags(self.0 | rhs.0)
+    }
+}
+
+/// The outcome of one request, returned by [`Queue::do_io`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// The `user_data` the request was submitted with.
+    pub user_data: usize,
+    /// 0 on success, else a negative errno.
+    pub ret: i32,
+    /// What went wrong, when the library has more to say than the errno.
+    pub error_msg: Option<&'static str>,
+}
+
+impl Completion {
+    /// `Ok(())`, or the failure as an [`Error`] (its message is
+    /// `error_msg`, else the errno's text).
+    ///
+    /// ```
+    /// let c = blkio::Completion { user_data: 7, ret: -libc::EIO, error_msg: None };
+    /// let e = c.result().unwrap_err();
+    /// assert_eq!(e.kind(), blkio::ErrorKind::Io);
+    /// assert_eq!(e.message(), "Input/output error (os error 5)");
+    /// ```
+    pub fn result(&self) -> Result<()> {
+        if self.ret >= 0 {
+            return Ok(());
+        }
+        let errno = -self.ret;
+        Err(match self.error_msg {
+            Some(msg) => Error::new(errno, msg),
+            None => Error::new(errno, std::io::Error::from_raw_os_error(errno).to_string()),
+        })
+    }
+}
+
+/// What the queue keeps for a request in flight: the caller's `user_data`
+/// and, for the safe functions, the region its buffer lies in (kept alive
+/// until the completion is returned).
+struct Slot {
+    user_data: usize,
+    region: Option<Arc<Shared>>,
+}
+
+/// A queue of a started instance ([`Blkio::queue`](super::Blkio::queue)):
+/// requests are submitted to it and complete through [`Queue::do_io`].
+///
+/// Submitting never fails: a request the library refuses (bad flags, a
+/// buffer outside its region, ...) completes with a negative errno like
+/// any other. Every request produces exactly one [`Completion`].
+///
+/// A queue is used by one thread at a time (it is `Send`, not `Sync`);
+/// different queues of one instance can be used from different threads.
+/// Dropping the handle waits for the requests still in flight.
+pub struct Queue<'a> {
+    raw: NonNull<RawQueue>,
+    inner: &'a Inner,
+    key: (bool, i32),
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    scratch: Vec<RawCompletion>,
+    outstanding: usize,
+}
+
+// SAFETY: the raw queue is owned by the instance, which outlives the
+// handle ('a), and is used only through this handle (one per queue, see
+// Blkio::queue); a queue may be used from any one thread at a time.
+unsafe impl Send for Queue<'_> {}
+
+impl<'a> Queue<'a> {
+    pub(crate) fn new(inner: &'a Inner, raw: NonNull<RawQueue>, key: (bool, i32)) -> Self {
+        Queue {
+            raw,
+            inner,
+            key,
+            slots: Vec::new(),
+            free: Vec::new(),
+            scratch: Vec::new(),
+            outstanding: 0,
+        }
+    }
+
+    fn raw(&mut self) -> &mut RawQueue {
+        // SAFETY: the queue lives in its instance's slot until the
+        // instance is dropped or the queue removed; the borrow 'a keeps
+        // the instance, and Blkio::remove_queue refuses a queue with a
+        // handle. This handle is the only one (Blkio::take_queue).
+        unsafe { self.raw.as_mut() }
+    }
+
+    /// Records a request; returns the `user_data` the core sees.
+    fn slot(&mut self, user_data: usize, region: Option<Arc<Shared>>) -> usize {
+        self.outstanding += 1;
+        if let Some(r) = &region {
+            r.begin();
+        }
+        let slot = Slot { user_data, region };
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Requests submitted whose completion has not been returned yet.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// A buffer `[offset, offset + len)` of `region`, or the completion
+    /// that refuses it.
+    fn region_buffer(
+        &mut self,
+        region: &MemRegion,
+        offset: usize,
+        len: usize,
+        user_data: usize,
+    ) -> Option<(*mut u8, usize)> {
+        if offset
+            .checked_add(len)
+            .is_some_and(|end| end <= region.len())
+        {
+            let ud = self.slot(user_data, Some(region.shared().clone()));
+            // SAFETY: `offset` is within the region (checked above).
+            Some((unsafe { region.as_ptr().add(offset) }, ud))
+        } else {
+            let ud = self.slot(user_data, None);
+            self.raw().fail(
+                ud,
+                libc::EINVAL,
+                Some(c"buffer lies outside the memory region"),
+            );
+            None
+        }
+    }
+
+    /// Reads `len` bytes from the device at byte `start` into
+    /// `region[offset..offset + len]`.
+    ///
+    /// The region is kept alive until the completion is returned, and
+    /// [`MemRegion::bytes`] refuses until then. A range outside the
+    /// region completes with `-EINVAL`.
+    ///
+    /// ```
+    /// # let path = std::env::temp_dir().join(format!("blkio-doc-{}", std::process::id()));
+    /// # std::fs::write(&path, b"hello, world".repeat(1000)).unwrap();
+    /// use blkio::{Blkio, Completion, ReqFlags};
+    ///
+    /// let b = Blkio::new("io_uring")?;
+    /// b.set("path", path.to_str().unwrap())?;
+    /// let b = b.connect()?.start()?;
+    /// let mut region = b.alloc_mem_region(4096)?;
+    /// b.map_mem_region(&region)?;
+    /// let mut q = b.queue(0)?;
+    /// q.read(0, &region, 0, 512, 42, ReqFlags::NONE);
+    /// let mut done = [Completion::default(); 1];
+    /// assert_eq!(q.do_io(&mut done, 1, None, None)?, 1);
+    /// assert_eq!((done[0].user_data, done[0].ret), (42, 0));
+    /// assert_eq!(&region.bytes()?[..12], b"hello, world");
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), blkio::Error>(())
+    /// ```
+    pub fn read(
+        &mut self,
+        start: u64,
+        region: &MemRegion,
+        offset: usize,
+        len: usize,
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        if let Some((buf, ud)) = self.region_buffer(region, offset, len, user_data) {
+            // SAFETY: the buffer lies in the region, which the slot keeps
+            // alive until the completion is returned; MemRegion::bytes*
+            // refuse while the request is in flight.
+            unsafe { self.raw().read(start, buf, len, ud, flags.bits()) };
+        }
+    }
+
+    /// Writes `region[offset..offset + len]` to the device at byte
+    /// `start`; as [`Queue::read`].
+    pub fn write(
+        &mut self,
+        start: u64,
+        region: &MemRegion,
+        offset: usize,
+        len: usize,
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        if let Some((buf, ud)) = self.region_buffer(region, offset, len, user_data) {
+            // SAFETY: as in `read`; the device only reads the buffer.
+            unsafe { self.raw().write(start, buf, len, ud, flags.bits()) };
+        }
+    }
+
+    /// Reads into `len` bytes at `buf` (`blkioq_read`).
+    ///
+    /// # Safety
+    /// `buf` is valid for writes of `len` bytes and is neither read nor
+    /// written by anything else, nor freed, until this request's
+    /// completion has been returned by [`Queue::do_io`]. Drivers that need
+    /// mapped memory (`needs-mem-regions`) want it inside a mapped
+    /// [`MemRegion`].
+    pub unsafe fn read_raw(
+        &mut self,
+        start: u64,
+        buf: *mut u8,
+        len: usize,
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        let ud = self.slot(user_data, None);
+        // SAFETY: this function's contract.
+        unsafe { self.raw().read(start, buf, len, ud, flags.bits()) };
+    }
+
+    /// Writes `len` bytes from `buf` (`blkioq_write`).
+    ///
+    /// # Safety
+    /// `buf` is valid for reads of `len` bytes and is not written nor
+    /// freed until this request's completion has been returned by
+    /// [`Queue::do_io`].
+    pub unsafe fn write_raw(
+        &mut self,
+        start: u64,
+        buf: *const u8,
+        len: usize,
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        let ud = self.slot(user_data, None);
+        // SAFETY: this function's contract.
+        unsafe { self.raw().write(start, buf, len, ud, flags.bits()) };
+    }
+
+    /// Reads into the buffers of `iov` (`blkioq_readv`).
+    ///
+    /// # Safety
+    /// `iov`, and every buffer it lists, stay valid and otherwise unused
+    /// until this request's completion has been returned by
+    /// [`Queue::do_io`] (as for [`Queue::read_raw`]).
+    pub unsafe fn readv_raw(
+        &mut self,
+        start: u64,
+        iov: &[libc::iovec],
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        // SAFETY: this function's contract.
+        unsafe { self.vectored(false, start, iov, user_data, flags) }
+    }
+
+    /// Writes the buffers of `iov` (`blkioq_writev`).
+    ///
+    /// # Safety
+    /// As [`Queue::readv_raw`]; the buffers are only read.
+    pub unsafe fn writev_raw(
+        &mut self,
+        start: u64,
+        iov: &[libc::iovec],
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        // SAFETY: this function's contract.
+        unsafe { self.vectored(true, start, iov, user_data, flags) }
+    }
+
+    /// # Safety
+    /// As [`Queue::readv_raw`].
+    unsafe fn vectored(
+        &mut self,
+        write: bool,
+        start: u64,
+        iov: &[libc::iovec],
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        let ud = self.slot(user_data, None);
+        let Ok(iovcnt) = u32::try_from(iov.len()) else {
+            return self.raw().fail(
+                ud,
+                libc::EINVAL,
+                Some(c"iovcnt must be non-negative and fit in a signed 32-bit integer"),
+            );
+        };
+        let iov = iov.as_ptr();
+        let op = if write {
+            Op::Writev { iov, iovcnt }
+        } else {
+            Op::Readv { iov, iovcnt }
+        };
+        // SAFETY: this function's contract.
+        unsafe { self.submit(op, start, ud, flags) };
+    }
+
+    /// # Safety
+    /// Every buffer `op` points to follows [`RawQueue::submit`]'s contract.
+    unsafe fn submit(&mut self, op: Op, start: u64, ud: usize, flags: ReqFlags) {
+        let req = Request {
+            op,
+            start,
+            user_data: ud,
+            flags: flags.bits(),
+        };
+        // SAFETY: this function's contract.
+        unsafe { self.raw().submit(req) };
+    }
+
+    /// Writes `len` zero bytes at `start` (`blkioq_write_zeroes`).
+    pub fn write_zeroes(&mut self, start: u64, len: u64, user_data: usize, flags: ReqFlags) {
+        let ud = self.slot(user_data, None);
+        // SAFETY: the request points to no buffer.
+        unsafe { self.submit(Op::WriteZeroes { len }, start, ud, flags) };
+    }
+
+    /// Discards `len` bytes at `start` (`blkioq_discard`).
+    pub fn discard(&mut self, start: u64, len: u64, user_data: usize, flags: ReqFlags) {
+        let ud = self.slot(user_data, None);
+        // SAFETY: the request points to no buffer.
+        unsafe { self.submit(Op::Discard { len }, start, ud, flags) };
+    }
+
+    /// Makes completed writes durable (`blkioq_flush`).
+    pub fn flush(&mut self, user_data: usize, flags: ReqFlags) {
+        let ud = self.slot(user_data, None);
+        // SAFETY: the request points to no buffer.
+        unsafe { self.submit(Op::Flush, 0, ud, flags) };
+    }
+
+    /// Submits the queued requests and returns completions into `out`: at
+    /// least `min` of them (waiting if need be), at most `out.len()`
+    /// (capped at `i32::MAX`).
+    ///
+    /// With `timeout`, a wait that runs out fails with
+    /// [`ErrorKind::TimedOut`](super::ErrorKind::TimedOut); with
+    /// `sigmask`, the wait runs with that signal mask and a signal fails
+    /// it with [`ErrorKind::Interrupted`](super::ErrorKind::Interrupted)
+    /// (not on poll queues: [`ErrorKind::NotSupported`](super::ErrorKind::NotSupported)).
+    /// A failed call returns no completions; they come with a later call.
+    /// `min` above the requests still outstanding fails with
+    /// [`ErrorKind::InvalidArgument`](super::ErrorKind::InvalidArgument).
+    pub fn do_io(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        timeout: Option<Duration>,
+        sigmask: Option<&libc::sigset_t>,
+    ) -> Result<usize> {
+        let max = out.len().min(i32::MAX as usize);
+        if min > max {
+            return Err(Error::new(
+                libc::EINVAL,
+                "min_completions must be less than or equal to max_completions",
+            ));
+        }
+        if self.scratch.len() < max {
+            self.scratch
+                .resize(max, RawCompletion::new(0, 0, None::<&'static CStr>));
+        }
+        let mut ts = timeout.map(|d| libc::timespec {
+            tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        });
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self
+            .raw()
+            .do_io(&mut scratch[..max], min, ts.as_mut(), sigmask);
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => {
+                self.scratch = scratch;
+                return Err(e.into());
+            }
+        };
+        for (c, o) in scratch[..n].iter().zip(out.iter_mut()) {
+            *o = self.complete(c);
+        }
+        self.scratch = scratch;
+        Ok(n)
+    }
+
+    /// Turns a completion of the core into the caller's, releasing its slot.
+    fn complete(&mut self, c: &RawCompletion) -> Completion {
+        let index = c.user_data as usize;
+        let slot = std::mem::replace(
+            &mut self.slots[index],
+            Slot {
+                user_data: 0,
+                region: None,
+            },
+        );
+        self.free.push(index);
+        self.outstanding -= 1;
+        if let Some(r) = slot.region {
+            r.end();
+        }
+        let error_msg = if c.error_msg.is_null() {
+            None
+        } else {
+            // SAFETY: completion messages are static NUL-terminated strings
+            // of the library (Completion::new takes a &'static CStr).
+            unsafe { CStr::from_ptr(c.error_msg) }.to_str().ok()
+        };
+        Completion {
+            user_data: slot.user_data,
+            ret: c.ret,
+            error_msg,
+        }
+    }
+
+    /// The queue's completion eventfd (readable when completions may be
+    /// waiting; read it to reset it, then call [`Queue::do_io`]), or
+    /// `None` for poll queues. Valid while the handle lives.
+    pub fn completion_fd(&mut self) -> Option<RawFd> {
+        match self.raw().completion_fd() {
+            fd if fd >= 0 => Some(fd),
+            _ => None,
+        }
+    }
+
+    /// Turns completion fd notifications on or off (a hint; virtio-blk
+    /// queues start with them off).
+    pub fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        self.raw().set_completion_fd_enabled(enabled)
+    }
+}
+
+impl Drop for Queue<'_> {
+    fn drop(&mut self) {
+        // Requests in flight may still use their buffers: wait for them.
+        let mut out = vec![Completion::default(); self.outstanding.min(1024)];
+        while self.outstanding > 0 {
+            let min = self.outstanding.min(out.len());
+            if self.do_io(&mut out, min, None, None).is_err() {
+                // The queue is broken: keep the regions alive forever and
+                // the queue marked in use, so nothing they point to is
+                // freed or reused while the device may still touch it.
+                std::mem::forget(std::mem::take(&mut self.slots));
+                return;
+            }
+        }
+        self.inner.release(self.key);
+    }
+}
+
+impl std::fmt::Debug for Queue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("poll", &self.key.0)
+            .field("index", &self.key.1)
+            .field("outstanding", &self.outstanding)
+            .finish()
+    }
+}
