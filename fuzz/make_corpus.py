@@ -45,6 +45,12 @@ def split_seeds():
           + u8(POP) + u8(POP) + add(2))
     write("split_ring", "index_jump", u8(4) + u8(1) + add(1) + u8(JUMP) + u16(0x8000)
           + u8(POP) * 4)
+    # The device rewrites the `next` fields of free descriptors (offsets 14
+    # and 30 of the table): chains must still get distinct heads.
+    write("split_ring", "descriptor_table_scribble", u8(2) + u8(0)
+          + u8(SCRIBBLE) + u16(14) + u16(0x0102) + u8(SCRIBBLE) + u16(30) + u16(1)
+          + add(2) + used_pick(0) + u8(POP) + add(3) + used_pick(0) + u8(POP)
+          + add(1) + add(1) + add(1) + add(1) + used_pick(0) + used_pick(1) + u8(POP) * 3)
     write("split_ring", "huge_len", u8(3) + u8(0) + add(3) + used_pick(0, 0xFFFFFFFF) + u8(POP))
 
 

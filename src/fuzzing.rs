@@ -278,10 +278,11 @@ pub fn split_ring(data: &[u8]) {
                 mem.store_u16(layout.used + 2, dev_used);
             }
             3 => {
-                // The device may write anywhere in the ring. The descriptor
-                // table is left out until the split ring keeps its free
-                // list in private memory (issue 12, fix in progress).
-                let off = layout.avail + input.u16() as usize % (layout.end - layout.avail);
+                // The device may write anywhere in the ring, the
+                // descriptor table included: the driver keeps its free
+                // list in private memory and reads nothing back from the
+                // table (docs/virtio-device-trust.md).
+                let off = input.u16() as usize % layout.end;
                 mem.store_u16(off, input.u16());
             }
             4 => h.write_status(&mut input),
