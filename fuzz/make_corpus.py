@@ -224,6 +224,31 @@ def vhost_user_seeds():
     write("vhost_user_reply", "truncated", b"".join(good)[:100])
 
 
+def pci_space(caps, status=0x10, first=0x40):
+    """A 256-byte config space with vendor capabilities chained from 0x40."""
+    b = bytearray(256)
+    b[0x06] = status
+    b[0x34] = first
+    for i, (cfg_type, length, bar, offset, size) in enumerate(caps):
+        at = 0x40 + 0x18 * i
+        nxt = at + 0x18 if i + 1 < len(caps) else 0
+        b[at:at + 4] = bytes([0x09, nxt, length, cfg_type])
+        b[at + 4] = bar
+        b[at + 8:at + 20] = u32(offset) + u32(size) + u32(4)
+    return bytes(b)
+
+
+def pci_seeds():
+    good = [(1, 16, 4, 0, 0x1000), (2, 20, 4, 0x3000, 0x1000), (4, 16, 4, 0x2000, 0x1000)]
+    write("virtio_pci_caps", "qemu_like", pci_space(good))
+    write("virtio_pci_caps", "bad_bar_short_caps",
+          pci_space([(1, 16, 6, 0, 0x1000), (1, 8, 0, 0, 0x1000), (2, 16, 0, 0, 0x1000)]))
+    loop = bytearray(pci_space([(4, 16, 9, 0, 0)]))
+    loop[0x41] = 0x40
+    write("virtio_pci_caps", "looping_list", bytes(loop))
+    write("virtio_pci_caps", "truncated_space", pci_space(good)[:0x50])
+
+
 if __name__ == "__main__":
     split_seeds()
     packed_seeds()
@@ -233,5 +258,6 @@ if __name__ == "__main__":
     zone_seeds()
     capi_seeds()
     vhost_user_seeds()
+    pci_seeds()
     for t in sorted(os.listdir(ROOT)):
         print(t, len(os.listdir(os.path.join(ROOT, t))))

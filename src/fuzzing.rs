@@ -406,6 +406,23 @@ pub fn blk_config(data: &[u8]) {
     assert!(info.discard_alignment_offset >= 0);
 }
 
+/// The capability list of a virtio PCI function (VFIO).
+///
+/// Input: the PCI config space (up to 256 bytes; shorter inputs make
+/// reads past the end fail as they would on the device). The walk must
+/// end, fail only with -EIO, and report only BARs 0–5.
+pub fn virtio_pci_caps(data: &[u8]) {
+    use crate::drivers::virtio_blk::vfio_pci::virtio_pci::{Caps, MemConfigSpace};
+    let space = MemConfigSpace(data[..data.len().min(256)].to_vec());
+    match Caps::find(&space) {
+        Ok(caps) => {
+            let bars = [caps.common, caps.notify.map(|n| n.0), caps.device];
+            assert!(bars.iter().flatten().all(|c| c.bar <= 5), "{caps:?}");
+        }
+        Err(e) => assert_eq!(e.errno(), libc::EIO, "{}", e.message()),
+    }
+}
+
 /// vhost-user replies: the whole byte stream a back-end sends.
 ///
 /// Input: what the back-end writes on the socket, in order; after it the
@@ -942,6 +959,7 @@ mod tests {
             ("nvme_zone_report", nvme_zone_report),
             ("c_api", c_api),
             ("vhost_user_reply", vhost_user_reply),
+            ("virtio_pci_caps", virtio_pci_caps),
         ];
         let mut total = 0;
         for (name, f) in targets {

@@ -5,14 +5,14 @@
 # crash leaves its input under fuzz/artifacts/<target>/. Needs the nightly
 # toolchain and cargo-fuzz; without them it prints "skip - " lines.
 #
-# env: FUZZ_SECONDS   seconds per target (default 30; 9 targets plus the
-#                     build, about 6.5 minutes on 2 cores)
+# env: FUZZ_SECONDS   seconds per target (default 30; 10 targets plus the
+#                     build, about 7 minutes on 2 cores)
 #      FUZZ_TARGETS   space-separated subset of targets (default: all)
 set -u
 cd "$(dirname "$0")/../../fuzz" || exit 1
 
 seconds=${FUZZ_SECONDS:-30}
-targets=${FUZZ_TARGETS:-"split_ring packed_ring virtio_status blk_config nvme_status nvme_identify nvme_zone_report c_api vhost_user_reply"}
+targets=${FUZZ_TARGETS:-"split_ring packed_ring virtio_status blk_config nvme_status nvme_identify nvme_zone_report c_api vhost_user_reply virtio_pci_caps"}
 
 if ! rustup run nightly rustc --version > /dev/null 2>&1; then
     echo "skip - fuzz: no nightly toolchain (rustup toolchain install nightly)"

@@ -91,6 +91,50 @@ impl Drop for Window {
     }
 }
 
+/// Read access to a PCI config space: the device's (through VFIO) or, in
+/// tests and fuzzing, bytes in memory. Everything read is device-written.
+pub trait ConfigSpace {
+    /// Reads `buf.len()` bytes at `off`; a read the space cannot serve
+    /// fails with -EIO.
+    fn config_read(&self, off: u64, buf: &mut [u8]) -> Result<()>;
+
+    fn config_u8(&self, off: u64) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.config_read(off, &mut b)?;
+        Ok(b[0])
+    }
+
+    fn config_u16(&self, off: u64) -> Result<u16> {
+        let mut b = [0u8; 2];
+        self.config_read(off, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+
+    fn config_u32(&self, off: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.config_read(off, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
+
+impl ConfigSpace for PciDevice {
+    fn config_read(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        // SAFETY: pread into a live buffer.
+        let n = unsafe {
+            libc::pread(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                (self.config_offset + off) as libc::off_t,
+            )
+        };
+        if n != buf.len() as isize {
+            return Err(Error::new(libc::EIO, "Failed to read PCI config space"));
+        }
+        Ok(())
+    }
+}
+
 fn region_info(fd: &OwnedFd, index: u32) -> Result<RegionInfo> {
     let mut r = RegionInfo {
         argsz: argsz::<RegionInfo>(),
@@ -153,41 +197,6 @@ impl PciDevice {
             config_offset,
             msix_vectors: irq.count,
         })
-    }
-
-    /// Reads `buf.len()` bytes of config space at `off`.
-    pub fn config_read(&self, off: u64, buf: &mut [u8]) -> Result<()> {
-        // SAFETY: pread into a live buffer.
-        let n = unsafe {
-            libc::pread(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                (self.config_offset + off) as libc::off_t,
-            )
-        };
-        if n != buf.len() as isize {
-            return Err(Error::new(libc::EIO, "Failed to read PCI config space"));
-        }
-        Ok(())
-    }
-
-    pub fn config_u8(&self, off: u64) -> Result<u8> {
-        let mut b = [0u8; 1];
-        self.config_read(off, &mut b)?;
-        Ok(b[0])
-    }
-
-    pub fn config_u16(&self, off: u64) -> Result<u16> {
-        let mut b = [0u8; 2];
-        self.config_read(off, &mut b)?;
-        Ok(u16::from_le_bytes(b))
-    }
-
-    pub fn config_u32(&self, off: u64) -> Result<u32> {
-        let mut b = [0u8; 4];
-        self.config_read(off, &mut b)?;
-        Ok(u32::from_le_bytes(b))
     }
 
     fn config_write_u16(&self, off: u64, v: u16) -> Result<()> {

@@ -19,7 +19,7 @@
 mod container;
 mod device;
 mod sys;
-mod virtio_pci;
+pub mod virtio_pci;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
 use container::Container;
-use device::{PciDevice, Window};
+use device::{ConfigSpace, PciDevice, Window};
 use virtio_pci::{common, Caps, NO_VECTOR};
 
 /// Device status bits.
