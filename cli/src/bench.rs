@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use blkio::{Completion, MemRegion, Queue, ReqFlags};
 use clap::ValueEnum;
 use serde::{Serialize, Serializer};
 
-use crate::api::{self, Queue};
 use crate::args::{self, DeviceSpec};
 use crate::cli::{DeviceArgs, HELP_TEMPLATE};
 use crate::device;
@@ -18,8 +18,9 @@ use crate::Failure;
 const ABOUT: &str = "\
 Runs I/O against the device for a fixed time and prints IOPS, bandwidth
 and completion latency percentiles (p50, p99, p99.9). Every request goes
-through the libblkio API; buffers come from blkio_alloc_mem_region() and
-are mapped with blkio_map_mem_region(). With a terminal on stderr a live
+through the library's Rust API; buffers are memory regions the instance
+allocates and maps (blkio_alloc_mem_region() and blkio_map_mem_region() in
+C terms). With a terminal on stderr a live
 progress line is shown.
 
 WRITE WORKLOADS OVERWRITE THE DEVICE'S DATA.";
@@ -159,7 +160,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         "num-queues"
     };
     o.spec.props.push((queue_prop.into(), o.queues.to_string()));
-    let inst = device::open(&o.spec, true)?;
+    let inst = device::open_started(&o.spec)?;
 
     let capacity = device::get_u64(&inst, "capacity")?;
     let size = o.size.unwrap_or(capacity);
@@ -188,23 +189,21 @@ pub fn run(args: Args) -> Result<(), Failure> {
         o.iodepth as usize * o.bs as usize,
         device::buffer_alignment(&inst)?,
     );
-    let mut regions = Vec::new();
+    let mut regions: Vec<MemRegion> = Vec::new();
     for _ in 0..o.queues {
         let mut r = inst
-            .alloc_region(region_len)
-            .map_err(|e| Failure::device(format!("allocating buffers: {}", e.msg)))?;
+            .alloc_mem_region(region_len)
+            .map_err(|e| Failure::device(format!("allocating buffers: {}", e.message())))?;
         // Non-zero data, so writes are not trivially compressible zeros.
-        for (i, b) in r.bytes_mut().iter_mut().enumerate() {
+        let bytes = r
+            .bytes_mut()
+            .expect("a new region has no request in flight");
+        for (i, b) in bytes.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(31) | 1;
         }
+        inst.map_mem_region(&r)
+            .map_err(|e| Failure::device(format!("mapping buffers: {}", e.message())))?;
         regions.push(r);
-    }
-    let mut mappings = Vec::new();
-    for r in &regions {
-        mappings.push(
-            inst.map(r)
-                .map_err(|e| Failure::device(format!("mapping buffers: {}", e.msg)))?,
-        );
     }
     let mut queues = Vec::new();
     for i in 0..o.queues as i32 {
@@ -213,7 +212,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         } else {
             inst.queue(i)
         };
-        queues.push(q.ok_or_else(|| Failure::device(format!("queue {i} does not exist")))?);
+        queues.push(q.map_err(|e| Failure::device(format!("queue {i}: {}", e.message())))?);
     }
 
     let stop = AtomicBool::new(false);
@@ -229,7 +228,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 let blocks_per_queue = (blocks / o.queues as u64).max(1);
                 let w = Worker {
                     q,
-                    buf: region.as_ptr() as usize,
+                    region,
                     bs: o.bs,
                     iodepth: o.iodepth as usize,
                     rw: o.rw,
@@ -250,7 +249,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    drop(mappings);
     drop(regions);
 
     let mut hist = Histogram::default();
@@ -391,8 +389,8 @@ struct Counter(AtomicU64);
 /// One queue's loop.
 struct Worker<'a> {
     q: Queue<'a>,
-    /// The region's address (buffer `i` is at `buf + i * bs`).
-    buf: usize,
+    /// The worker's buffers: buffer `i` is at offset `i * bs`.
+    region: &'a MemRegion,
     bs: u64,
     iodepth: usize,
     rw: Workload,
@@ -440,17 +438,18 @@ impl Worker<'_> {
     }
 
     fn submit(&mut self, index: usize, slot: &Slot) {
-        let buf = (self.buf + index * self.bs as usize) as *mut u8;
+        let (bs, at) = (self.bs as usize, index * self.bs as usize);
+        let none = ReqFlags::NONE;
         if slot.write {
-            self.q.write(slot.offset, buf, self.bs as usize, index, 0);
+            self.q.write(slot.offset, self.region, at, bs, index, none);
         } else {
-            self.q.read(slot.offset, buf, self.bs as usize, index, 0);
+            self.q.read(slot.offset, self.region, at, bs, index, none);
         }
     }
 
     fn run(mut self, stop: &AtomicBool, counter: &AtomicU64) -> Result<Histogram, Failure> {
         let mut hist = Histogram::default();
-        let mut done = api::completions(self.iodepth);
+        let mut done = vec![Completion::default(); self.iodepth];
         if self.mode == Mode::Event {
             // virtio-blk queues start with completion notifications off.
             self.q.set_completion_fd_enabled(true);
@@ -478,32 +477,32 @@ impl Worker<'_> {
         let mut in_flight = self.iodepth;
         let mut failure = None;
         while in_flight > 0 {
-            let n = match self.q.do_io(&mut done, min) {
+            let n = match self.q.do_io(&mut done, min, None, None) {
                 Ok(n) => n,
                 Err(e) => {
-                    // The queue is unusable; in-flight requests are
-                    // abandoned with the instance (buffers outlive it).
+                    // The queue is unusable; dropping it keeps the buffers
+                    // of requests still in flight alive.
                     stop.store(true, Relaxed);
-                    return Err(Failure::device(format!("blkioq_do_io: {}", e.msg)));
+                    return Err(Failure::device(format!("blkioq_do_io: {}", e.message())));
                 }
             };
             if n == 0 {
                 if let Some(fd) = fd {
-                    api::wait_readable(fd);
+                    wait_readable(fd);
                 }
                 continue;
             }
             let now = base.elapsed().as_nanos() as u64;
             for c in &done[..n] {
-                let index = c.user_data as usize;
+                let index = c.user_data;
                 let slot = slots[index];
-                if c.ret < 0 && failure.is_none() {
+                if let (Err(e), None) = (c.result(), &failure) {
                     failure = Some(Failure::device(format!(
                         "{} of {} bytes at offset {}: {}",
                         if slot.write { "write" } else { "read" },
                         self.bs,
                         slot.offset,
-                        api::completion_error(c)
+                        e.message()
                     )));
                     stop.store(true, Relaxed);
                 }
@@ -522,5 +521,22 @@ impl Worker<'_> {
             Some(f) => Err(f),
             None => Ok(hist),
         }
+    }
+}
+
+/// Waits until `fd` (a completion eventfd) is readable, then resets it.
+/// Resetting before the next `do_io` loses no wake-up: a completion that
+/// arrives later signals the fd again.
+fn wait_readable(fd: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; an 8-byte read into a u64 from an eventfd.
+    unsafe {
+        libc::poll(&mut pfd, 1, -1);
+        let mut v = 0u64;
+        libc::read(fd, (&mut v as *mut u64).cast(), 8);
     }
 }

@@ -2,12 +2,12 @@
 //! a pipeline of `--iodepth` chunks, keeping holes (all-zero blocks become
 //! write-zeroes requests), then flushes and optionally verifies.
 
+use blkio::{Blkio, Completion, MemRegion, Queue, ReqFlags, Started, State};
 use std::fs::OpenOptions;
 use std::time::Instant;
 
 use clap::ValueHint;
 
-use crate::api::{self, Completion, Instance, Queue};
 use crate::args::{self, DeviceSpec};
 use crate::cli::HELP_TEMPLATE;
 use crate::device;
@@ -107,24 +107,23 @@ fn prepare_plain_destination(path: &str, size: u64) -> Result<(), Failure> {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let o = check(args)?;
-    let src = device::open(&o.src, true)?;
+    let src = device::open_started(&o.src)?;
     let src_cap = device::get_u64(&src, "capacity")?;
     if let Some(path) = &o.dst.plain_path {
         prepare_plain_destination(path, src_cap)?;
     }
-    let dst = device::open(&o.dst, true)?;
+    let dst = device::open_started(&o.dst)?;
     let dst_cap = device::get_u64(&dst, "capacity")?;
-    let can_grow = dst
-        .get_bool("can-grow")
-        .map_err(|e| Failure::device(format!("reading can-grow: {}", e.msg)))?;
+    let can_grow = device::get_bool(&dst, "can-grow")?;
     if dst_cap < src_cap && !can_grow {
         return Err(Failure::device(format!(
             "{}: destination ({dst_cap} bytes) is smaller than the source ({src_cap} bytes)",
             o.dst.describe()
         )));
     }
-    let align =
-        |inst: &Instance| device::get_int(inst, "request-alignment").map(|a| a.max(1) as u64);
+    fn align<S: State>(inst: &Blkio<S>) -> Result<u64, Failure> {
+        device::get_int(inst, "request-alignment").map(|a| a.max(1) as u64)
+    }
     let granule = 4096u64.max(align(&src)?).max(align(&dst)?);
     if o.bs % granule != 0 {
         return Err(Failure::usage(format!(
@@ -138,33 +137,28 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let buf_align = device::buffer_alignment(&src)?.max(device::buffer_alignment(&dst)?);
     let len = device::round_up(2 * o.iodepth * o.bs as usize, buf_align);
     let region = src
-        .alloc_region(len)
-        .map_err(|e| Failure::device(format!("allocating buffers: {}", e.msg)))?;
-    let map_src = src.map(&region).map_err(|e| {
-        Failure::device(format!(
-            "mapping buffers for {}: {}",
-            o.src.describe(),
-            e.msg
-        ))
-    })?;
-    let map_dst = dst.map(&region).map_err(|e| {
-        Failure::device(format!(
-            "mapping buffers for {}: {}",
-            o.dst.describe(),
-            e.msg
-        ))
-    })?;
+        .alloc_mem_region(len)
+        .map_err(|e| Failure::device(format!("allocating buffers: {}", e.message())))?;
+    for (inst, spec) in [(&src, &o.src), (&dst, &o.dst)] {
+        inst.map_mem_region(&region).map_err(|e| {
+            Failure::device(format!(
+                "mapping buffers for {}: {}",
+                spec.describe(),
+                e.message()
+            ))
+        })?;
+    }
     let mut pipe = Pipeline {
         src: End::new(queue(&src, &o.src)?, &o.src)?,
         dst: End::new(queue(&dst, &o.dst)?, &o.dst)?,
-        buf: region.as_ptr(),
+        region: &region,
         bs: o.bs,
         iodepth: o.iodepth,
         src_cap,
         dst_cap,
         granule,
         slots: vec![None; o.iodepth],
-        done: api::completions(o.iodepth.max(2)),
+        done: vec![Completion::default(); o.iodepth.max(2)],
         failure: None,
         data_bytes: 0,
         zero_bytes: 0,
@@ -181,17 +175,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Ok(())
         }
     });
-    match result {
-        Ok(()) => {}
-        Err(Fatal::Failed(f)) => return Err(f),
-        Err(Fatal::QueueBroken(f)) => {
-            // Requests may still be in flight on a broken queue: leave the
-            // buffers to blkio_destroy(), which stops the queues first.
-            std::mem::forget(map_dst);
-            std::mem::forget(map_src);
-            std::mem::forget(region);
-            return Err(f);
-        }
+    // Requests may still be in flight on a broken queue: they keep the
+    // region alive (the queues' drop cannot wait for them).
+    if let Err(Fatal::Failed(f) | Fatal::QueueBroken(f)) = result {
+        return Err(f);
     }
     println!(
         "copied {} in {copy_secs:.2} s ({}): {} as data, {} as zeroes",
@@ -207,9 +194,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Queue 0 of a started instance.
-fn queue<'a>(inst: &'a Instance, spec: &DeviceSpec) -> Result<Queue<'a>, Failure> {
+fn queue<'a>(inst: &'a Blkio<Started>, spec: &DeviceSpec) -> Result<Queue<'a>, Failure> {
     inst.queue(0)
-        .ok_or_else(|| Failure::device(format!("{}: no queue 0", spec.describe())))
+        .map_err(|e| Failure::device(format!("{}: queue 0: {}", spec.describe(), e.message())))
 }
 
 /// Why a pipeline stopped early.
@@ -277,7 +264,8 @@ enum Kind {
 struct Pipeline<'a> {
     src: End<'a>,
     dst: End<'a>,
-    buf: *mut u8,
+    /// Slot `i`'s buffers: see [`Pipeline::buffers`].
+    region: &'a MemRegion,
     bs: u64,
     iodepth: usize,
     src_cap: u64,
@@ -291,11 +279,25 @@ struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// Slot `i`'s first (source) and second (destination) buffer.
-    fn buffers(&self, i: usize) -> (*mut u8, *mut u8) {
+    /// The offsets in the region of slot `i`'s first (source) and second
+    /// (destination) buffer.
+    fn buffers(&self, i: usize) -> (usize, usize) {
         let bs = self.bs as usize;
-        // SAFETY: both lie inside the region of 2 * iodepth * bs bytes.
-        unsafe { (self.buf.add(i * bs), self.buf.add((self.iodepth + i) * bs)) }
+        (i * bs, (self.iodepth + i) * bs)
+    }
+
+    /// `len` bytes of the region at `offset`, which no request in flight
+    /// writes.
+    ///
+    /// # Safety
+    /// Every request that wrote into these bytes has completed, and none
+    /// that writes them is in flight until the slice is gone (requests of
+    /// other slots use other bytes of the region).
+    unsafe fn completed(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(offset + len <= self.region.len());
+        // SAFETY: inside the region (asserted), which outlives the
+        // pipeline; nothing writes these bytes meanwhile (the contract).
+        unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(offset), len) }
     }
 
     /// Runs `job` over the whole source with every slot busy, until all
@@ -340,12 +342,18 @@ impl Pipeline<'_> {
         let (a, b) = self.buffers(i);
         let pending = match job {
             Job::Copy => {
-                self.src.q.read(offset, a, len, i, 0);
+                self.src
+                    .q
+                    .read(offset, self.region, a, len, i, ReqFlags::NONE);
                 1
             }
             Job::Verify => {
-                self.src.q.read(offset, a, len, i, 0);
-                self.dst.q.read(offset, b, len, i, 0);
+                self.src
+                    .q
+                    .read(offset, self.region, a, len, i, ReqFlags::NONE);
+                self.dst
+                    .q
+                    .read(offset, self.region, b, len, i, ReqFlags::NONE);
                 2
             }
         };
@@ -365,10 +373,11 @@ impl Pipeline<'_> {
             } else {
                 &mut self.dst
             };
-            let n = end.q.do_io(&mut self.done, 0).map_err(|e| {
+            let n = end.q.do_io(&mut self.done, 0, None, None).map_err(|e| {
                 Fatal::QueueBroken(Failure::device(format!(
                     "{}: blkioq_do_io: {}",
-                    end.name, e.msg
+                    end.name,
+                    e.message()
                 )))
             })?;
             total += n;
@@ -381,10 +390,10 @@ impl Pipeline<'_> {
     }
 
     fn complete(&mut self, job: Job, from_src: bool, c: &Completion, finished: &mut u64) {
-        let i = c.user_data as usize;
+        let i = c.user_data;
         let mut chunk = self.slots[i].expect("completion for a busy slot");
         chunk.pending -= 1;
-        if c.ret < 0 {
+        if let Err(e) = c.result() {
             if self.failure.is_none() {
                 let (what, end) = match (job, from_src) {
                     (_, true) => ("reading", &self.src.name),
@@ -394,7 +403,7 @@ impl Pipeline<'_> {
                 self.failure = Some(Failure::device(format!(
                     "{what} {end} at offset {}: {}",
                     chunk.offset,
-                    api::completion_error(c)
+                    e.message()
                 )));
             }
         } else if chunk.pending == 0 && self.failure.is_none() {
@@ -420,7 +429,7 @@ impl Pipeline<'_> {
         let (a, _) = self.buffers(i);
         // SAFETY: the read into this buffer has completed; nothing else
         // writes it until the slot is reused.
-        let data = unsafe { std::slice::from_raw_parts(a, chunk.len) };
+        let data = unsafe { self.completed(a, chunk.len) };
         let mut count = 0;
         for (start, len, kind) in runs(
             data,
@@ -432,13 +441,17 @@ impl Pipeline<'_> {
             let offset = chunk.offset + start as u64;
             match kind {
                 Kind::Data => {
-                    // SAFETY: inside the chunk's buffer.
-                    self.dst.q.write(offset, unsafe { a.add(start) }, len, i, 0);
+                    let at = a + start;
+                    self.dst
+                        .q
+                        .write(offset, self.region, at, len, i, ReqFlags::NONE);
                     self.data_bytes += len as u64;
                     count += 1;
                 }
                 Kind::Zeroes => {
-                    self.dst.q.write_zeroes(offset, len as u64, i, 0);
+                    self.dst
+                        .q
+                        .write_zeroes(offset, len as u64, i, ReqFlags::NONE);
                     self.zero_bytes += len as u64;
                     count += 1;
                 }
@@ -450,13 +463,9 @@ impl Pipeline<'_> {
 
     fn compare_chunk(&mut self, i: usize, chunk: &Chunk) {
         let (a, b) = self.buffers(i);
-        // SAFETY: both reads into these buffers have completed.
-        let (x, y) = unsafe {
-            (
-                std::slice::from_raw_parts(a, chunk.len),
-                std::slice::from_raw_parts(b, chunk.len),
-            )
-        };
+        // SAFETY: both reads into these buffers have completed; nothing
+        // writes them until the slot is reused.
+        let (x, y) = unsafe { (self.completed(a, chunk.len), self.completed(b, chunk.len)) };
         if x == y {
             return;
         }
@@ -472,18 +481,23 @@ impl Pipeline<'_> {
 
     /// Flushes the destination and waits for it.
     fn flush_dst(&mut self) -> Result<(), Fatal> {
-        self.dst.q.flush(0);
-        let n = self.dst.q.do_io(&mut self.done[..1], 1).map_err(|e| {
-            Fatal::QueueBroken(Failure::device(format!(
-                "{}: blkioq_do_io: {}",
-                self.dst.name, e.msg
-            )))
-        })?;
-        match self.done[..n].first() {
-            Some(c) if c.ret < 0 => Err(Fatal::Failed(Failure::device(format!(
+        self.dst.q.flush(0, ReqFlags::NONE);
+        let n = self
+            .dst
+            .q
+            .do_io(&mut self.done[..1], 1, None, None)
+            .map_err(|e| {
+                Fatal::QueueBroken(Failure::device(format!(
+                    "{}: blkioq_do_io: {}",
+                    self.dst.name,
+                    e.message()
+                )))
+            })?;
+        match self.done[..n].first().map(Completion::result) {
+            Some(Err(e)) => Err(Fatal::Failed(Failure::device(format!(
                 "flushing {}: {}",
                 self.dst.name,
-                api::completion_error(c)
+                e.message()
             )))),
             _ => Ok(()),
         }

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::api::{ApiError, Instance};
+use blkio::{Blkio, State};
+
 use crate::cli::{DeviceArgs, HELP_TEMPLATE};
 use crate::device::{self, PropInfo};
 use crate::output;
@@ -35,18 +36,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let spec = args.device.spec();
-    let inst = device::open(&spec, false)?;
-    let table = device::property_table(&inst)?;
-    let mut values = read_all(&inst, &table);
+    let inst = device::open(&spec)?;
+    let table = device::property_table(&inst);
+    let values = read_all(&inst, &table);
     // Some values may only exist once the device is started.
-    if values
+    let values = if values
         .iter()
-        .any(|v| matches!(v, Err(e) if e.errno == libc::EBUSY))
+        .any(|v| matches!(v, Err(e) if e.errno() == libc::EBUSY))
     {
-        inst.start()
-            .map_err(|e| Failure::device(format!("starting {}: {}", spec.describe(), e.msg)))?;
-        values = read_all(&inst, &table);
-    }
+        let inst = device::start(inst, &spec)?;
+        read_all(&inst, &table)
+    } else {
+        values
+    };
     if args.json {
         println!("{}", to_json(&spec.driver, &table, &values));
     } else {
@@ -55,11 +57,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn read_all(inst: &Instance, table: &[PropInfo]) -> Vec<Result<String, ApiError>> {
-    table.iter().map(|p| inst.get_str(&p.name)).collect()
+fn read_all<S: State>(inst: &Blkio<S>, table: &[PropInfo]) -> Vec<Result<String, blkio::Error>> {
+    table.iter().map(|p| inst.get::<String>(&p.name)).collect()
 }
 
-fn to_text(table: &[PropInfo], values: &[Result<String, ApiError>]) -> String {
+fn to_text(table: &[PropInfo], values: &[Result<String, blkio::Error>]) -> String {
     let mut rows = vec![vec![
         "NAME".to_string(),
         "TYPE".into(),
@@ -69,7 +71,7 @@ fn to_text(table: &[PropInfo], values: &[Result<String, ApiError>]) -> String {
     for (p, v) in table.iter().zip(values) {
         let shown = match v {
             Ok(v) => v.clone(),
-            Err(e) => format!("({})", e.msg),
+            Err(e) => format!("({})", e.message()),
         };
         rows.push(vec![p.name.clone(), p.ty.clone(), p.access.clone(), shown]);
     }
@@ -114,7 +116,7 @@ fn json_value(ty: &str, v: &str) -> serde_json::Value {
     typed.unwrap_or_else(|| Value::from(v))
 }
 
-fn to_json(driver: &str, table: &[PropInfo], values: &[Result<String, ApiError>]) -> String {
+fn to_json(driver: &str, table: &[PropInfo], values: &[Result<String, blkio::Error>]) -> String {
     let properties = table
         .iter()
         .zip(values)
@@ -125,8 +127,8 @@ fn to_json(driver: &str, table: &[PropInfo], values: &[Result<String, ApiError>]
             outcome: match v {
                 Ok(v) => Outcome::Value(json_value(&p.ty, v)),
                 Err(e) => Outcome::Error {
-                    errno: e.errno,
-                    message: &e.msg,
+                    errno: e.errno(),
+                    message: e.message(),
                 },
             },
         })
@@ -140,15 +142,18 @@ mod tests {
 
     #[test]
     fn json_has_typed_values_and_errors() {
-        let table = crate::device::parse_table("a bool r\nb uint64 r\nc str r\nd int r\n");
+        let table: Vec<_> = [("a", "bool"), ("b", "uint64"), ("c", "str"), ("d", "int")]
+            .map(|(name, ty)| PropInfo {
+                name: name.into(),
+                ty: ty.into(),
+                access: "r".into(),
+            })
+            .into();
         let values = vec![
             Ok("true".to_owned()),
             Ok("18446744073709551615".to_owned()),
             Ok("x\"y".to_owned()),
-            Err(ApiError {
-                errno: 16,
-                msg: "busy".into(),
-            }),
+            Err(blkio::Error::new(16, "busy")),
         ];
         assert_eq!(
             to_json("io_uring", &table, &values),

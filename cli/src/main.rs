@@ -6,7 +6,6 @@
 //! (bad options, drivers, properties or values) and 1 for device and I/O
 //! errors.
 
-mod api;
 mod args;
 mod bench;
 mod cli;
