@@ -9,17 +9,12 @@ use std::ptr::NonNull;
 
 use super::error::{Error, Result};
 use super::introspection;
+// `State` and `SetValue` live in `property` (whose access rules and
+// conversions need them) and are re-exported here, where callers look.
 use super::property::{PropType, Property, PropertyInfo, Value};
+pub use super::property::{SetValue, State};
 use super::queue::Queue;
 use super::region::{self, MemRegion, Regions};
-
-/// Lifecycle state of an instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Created,
-    Connected,
-    Started,
-}
 
 /// Queues created by [`Driver::start`] (each built with [`Queue::new`]
 /// from the driver's ring type).
@@ -58,12 +53,6 @@ pub trait Driver: Send + Sized + 'static {
 
     /// Reverses [`Driver::map_mem_region`]; errors are ignored.
     fn unmap_mem_region(&mut self, _region: &MemRegion) {}
-}
-
-/// How a setter got its value: typed, or as a string to convert.
-pub enum SetValue<'a> {
-    Typed(Value),
-    Str(&'a str),
 }
 
 /// The object-safe face of an instance, used by the C API.

@@ -37,8 +37,7 @@
 //! read-only" (after the type/parse checks of docs/contract/abi.md §6.6).
 
 use super::error::{Error, Result};
-use super::instance::SetValue;
-use super::property::{PropType, PropertyInfo, Value};
+use super::property::{PropType, PropertyInfo, SetValue, Value};
 
 /// The reserved property name.
 pub const PROPERTIES_NAME: &str = "x.properties";

@@ -6,9 +6,27 @@
 //! ([`crate::core::instance`]) does every generic check — unknown name, type
 //! mismatch, read-only, state — in the order of docs/contract/abi.md §6.6, so a driver's
 //! setter only validates the value itself.
+//!
+//! Dependencies point one way: `instance` uses `property` and
+//! `introspection`, `introspection` uses `property`, and `property` uses
+//! neither, so the instance's [`State`] and a setter's [`SetValue`] are
+//! defined here.
 
 use super::error::{Error, Result};
-use super::instance::State;
+
+/// Lifecycle state of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Connected,
+    Started,
+}
+
+/// How a setter got its value: typed, or as a string to convert.
+pub enum SetValue<'a> {
+    Typed(Value),
+    Str(&'a str),
+}
 
 /// The C type of a property.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
