@@ -64,30 +64,26 @@
 //! the caller promises. `examples/copy.rs` and `examples/event_loop.rs`
 //! (an event loop on the completion fd) show complete programs.
 //!
-//! # Modules
+//! # The C API
 //!
-//! The internal layers are public for now (the fuzz targets and some
-//! tests use them) but are not a stable interface:
-//!
-//! * [`capi`] — the `blkio_*` / `blkioq_*` functions of `blkio.h`.
-//! * [`core`] — what every driver shares: instance states, properties,
-//!   memory regions, queues and their backlogs.
-//! * [`drivers`] — one folder per driver.
+//! The same library built as `libblkio.so.1` exports the 43 `blkio_*` /
+//! `blkioq_*` functions of `blkio.h`; they and this API share one
+//! implementation of every rule (instance states, property checks,
+//! request checks, the completion algorithm).
 
 #![deny(missing_docs)]
 
-// The internal layers are still reachable from outside the crate (the tool,
-// the benchmark and some integration tests use them) until the public API
-// replaces them; their items are documented where it helps, not by rule,
-// and their docs may link to their private parts.
-// This is the one place that allows it.
+// The internal layers are private to the crate: the public face is the
+// Rust API (re-exported below) and the exported C functions. Their items
+// are documented where it helps, not by rule (`cargo doc
+// --document-private-items` shows them); this is the one place that says so.
 mod api;
 #[allow(missing_docs, rustdoc::private_intra_doc_links)]
-pub mod capi;
+pub(crate) mod capi;
 #[allow(missing_docs, rustdoc::private_intra_doc_links)]
-pub mod core;
+pub(crate) mod core;
 #[allow(missing_docs, rustdoc::private_intra_doc_links)]
-pub mod drivers;
+pub(crate) mod drivers;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

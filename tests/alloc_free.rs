@@ -13,10 +13,10 @@ use std::ffi::{c_void, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use blkio::capi::*;
-use blkio::core::queue::Queue;
-use blkio::core::region::MemRegion;
-use blkio::core::request::Completion;
+extern crate blkio;
+
+mod common;
+use common::capi::*;
 
 struct Counting;
 

@@ -10,10 +10,10 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use blkio::capi::*;
-use blkio::core::queue::Queue;
-use blkio::core::region::MemRegion;
-use blkio::core::request::Completion;
+extern crate blkio;
+
+mod common;
+use common::capi::*;
 
 const QSD: &str = "qemu-storage-daemon";
 const MIB: u64 = 1024 * 1024;

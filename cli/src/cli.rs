@@ -71,7 +71,7 @@ impl DeviceArgs {
 pub fn command() -> clap::Command {
     Cli::command().after_help(format!(
         "Drivers: {}\nExit status: 0 success, 1 device or I/O error, 2 usage error.",
-        blkio::drivers::NAMES.join(", ")
+        blkio::DRIVERS.join(", ")
     ))
 }
 

@@ -23,17 +23,6 @@ unsafe impl Send for MemRegion {}
 // SAFETY: as for Send: the value is a plain description, no shared state.
 unsafe impl Sync for MemRegion {}
 
-impl MemRegion {
-    /// Whether `[addr, addr+len)` lies inside this region.
-    pub fn contains(&self, addr: usize, len: usize) -> bool {
-        let start = self.addr as usize;
-        addr >= start
-            && addr
-                .checked_add(len)
-                .is_some_and(|end| end <= start + self.len)
-    }
-}
-
 /// Allocates a shared, fd-backed region of `len` bytes (`len` already
 /// checked against the alignment): memfd "libblkio-buf" with close-on-exec,
 /// sized with ftruncate and mapped shared.
@@ -136,10 +125,6 @@ impl Regions {
             }
             None => false,
         }
-    }
-
-    pub fn mapped(&self) -> &[MemRegion] {
-        &self.mapped
     }
 
     /// Empties both registries, returning (mapped, allocated).
