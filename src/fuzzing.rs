@@ -111,19 +111,26 @@ impl InFlight {
 }
 
 /// Memory standing in for a queue block: 16-byte aligned, zeroed.
-struct Shared(Vec<u128>);
+struct Shared {
+    words: Vec<u128>,
+    /// The ring's length in bytes (the vector may be a little longer).
+    len: usize,
+}
 
 impl Shared {
     fn new(len: usize) -> Shared {
-        Shared(vec![0; len.div_ceil(16).max(1)])
+        Shared {
+            words: vec![0; len.div_ceil(16).max(1)],
+            len,
+        }
     }
 
     fn base(&mut self) -> NonNull<u8> {
-        NonNull::new(self.0.as_mut_ptr().cast()).expect("vec pointer")
+        NonNull::new(self.words.as_mut_ptr().cast()).expect("vec pointer")
     }
 
     fn len(&self) -> usize {
-        self.0.len() * 16
+        self.len
     }
 
     /// A device store of `v` at byte offset `off` (aligned to 2).
@@ -240,14 +247,152 @@ impl RingHarness {
     }
 }
 
+/// The device side of one ring layout: how it reports a used chain and
+/// how its used cursor moves. Everything else a hostile device does is
+/// the same for both rings and lives in [`hostile_device`].
+trait DeviceRing {
+    /// The device reports a chain used: `known` is the in-flight id the
+    /// input picked, or `None` for an arbitrary id read off the input; the
+    /// length and any other field come off the input too.
+    fn mark_used(
+        &mut self,
+        mem: &mut Shared,
+        known: Option<u16>,
+        in_flight: &InFlight,
+        input: &mut Bytes,
+    );
+
+    /// The device moves its used cursor by `n` without reporting a chain.
+    fn skip(&mut self, mem: &mut Shared, n: u16);
+}
+
+/// The device of a split ring: writes used elements at its own index
+/// and publishes that index in `used.idx`.
+struct SplitDevice {
+    /// Byte offset of the used ring.
+    used: usize,
+    size: u16,
+    idx: u16,
+}
+
+impl DeviceRing for SplitDevice {
+    fn mark_used(
+        &mut self,
+        mem: &mut Shared,
+        known: Option<u16>,
+        _in_flight: &InFlight,
+        input: &mut Bytes,
+    ) {
+        let id = known.map_or_else(|| input.u32(), u32::from);
+        let slot = (self.idx % self.size) as usize;
+        mem.store_u32(self.used + 4 + 8 * slot, id);
+        mem.store_u32(self.used + 8 + 8 * slot, input.u32());
+        self.skip(mem, 1);
+    }
+
+    fn skip(&mut self, mem: &mut Shared, n: u16) {
+        self.idx = self.idx.wrapping_add(n);
+        mem.store_u16(self.used + 2, self.idx);
+    }
+}
+
+/// The device of a packed ring: overwrites descriptors at its own cursor,
+/// with flags that match its wrap counter or arbitrary ones.
+struct PackedDevice {
+    size: u16,
+    slot: u16,
+    wrap: bool,
+}
+
+impl DeviceRing for PackedDevice {
+    fn mark_used(
+        &mut self,
+        mem: &mut Shared,
+        known: Option<u16>,
+        in_flight: &InFlight,
+        input: &mut Bytes,
+    ) {
+        let id = known.unwrap_or_else(|| input.u16());
+        let flags = if input.bool() {
+            input.u16()
+        } else if self.wrap {
+            (1 << 7) | (1 << 15)
+        } else {
+            0
+        };
+        let desc = 16 * self.slot as usize;
+        mem.store_u32(desc + 8, input.u32());
+        mem.store_u16(desc + 12, id);
+        mem.store_u16(desc + 14, flags);
+        // A used descriptor stands for its whole chain.
+        let step = in_flight
+            .len
+            .get(id as usize)
+            .copied()
+            .filter(|&n| n > 0)
+            .unwrap_or(1);
+        self.skip(mem, step);
+    }
+
+    fn skip(&mut self, _mem: &mut Shared, n: u16) {
+        let next = self.slot as u32 + n as u32;
+        self.slot = (next % self.size as u32) as u16;
+        self.wrap ^= (next / self.size as u32) % 2 == 1;
+    }
+}
+
+/// The driver loop both ring targets share: a driver adding and popping
+/// chains through `q` against a hostile device writing into `mem` (the
+/// ring's memory) and the records, with the free-descriptor invariant
+/// checked after every operation.
+///
+/// Input: operations of one byte each with their arguments: add a chain
+/// (1 to 4 buffers), device marks a chain used (an in-flight id or an
+/// arbitrary one, then what `device` reads), device moves its used
+/// cursor by any amount, device scribbles a u16 anywhere in the ring
+/// (the descriptor table included: the driver reads nothing back from
+/// it that it relies on, docs/virtio-device-trust.md), device writes a
+/// status byte, driver pops, kick decision, notification switch.
+fn hostile_device(
+    q: &mut dyn Virtqueue,
+    mem: &mut Shared,
+    device: &mut dyn DeviceRing,
+    mut input: Bytes,
+) {
+    let mut h = RingHarness::new(q.size());
+    while !input.is_empty() {
+        match input.u8() % 8 {
+            0 => h.add(q, &mut input),
+            1 => {
+                let pick = input.u16();
+                let known = if input.bool() {
+                    None
+                } else {
+                    h.in_flight.pick(pick)
+                };
+                device.mark_used(mem, known, &h.in_flight, &mut input);
+            }
+            2 => device.skip(mem, input.u16()),
+            3 => {
+                let off = input.u16() as usize % mem.len();
+                mem.store_u16(off, input.u16());
+            }
+            4 => h.write_status(&mut input),
+            5 => h.pop(q),
+            6 => {
+                let _ = q.needs_kick();
+            }
+            _ => q.set_notifications(input.bool()),
+        }
+        h.check(q);
+    }
+}
+
 /// Split ring against a hostile device.
 ///
 /// Input: size exponent (ring of 1 to 256 entries), EVENT_IDX flag, then
-/// operations of one byte each with their arguments: add a chain, device
-/// marks a chain used (an in-flight id or any u32, any length), device
-/// moves `used.idx` by any amount, device scribbles a u16 anywhere in the
-/// ring, device writes a status byte, driver pops, kick decision,
-/// notification switch.
+/// the operations of [`hostile_device`]; a used element carries any u32
+/// id when it is not an in-flight one, and any length.
 pub fn split_ring(data: &[u8]) {
     let mut input = Bytes(data);
     let size = 1u16 << (input.u8() % 9);
@@ -256,53 +401,20 @@ pub fn split_ring(data: &[u8]) {
     let mut mem = Shared::new(layout.end);
     // SAFETY: zeroed, 16-byte aligned, `layout.end` bytes, outlives `q`.
     let mut q = unsafe { split::SplitQueue::new(mem.base(), size, event_idx) };
-    let mut h = RingHarness::new(size);
-    let mut dev_used: u16 = 0;
-    while !input.is_empty() {
-        match input.u8() % 8 {
-            0 => h.add(&mut q, &mut input),
-            1 => {
-                let pick = input.u16();
-                let id = match (input.bool(), h.in_flight.pick(pick)) {
-                    (false, Some(id)) => id as u32,
-                    _ => input.u32(),
-                };
-                let slot = (dev_used % size) as usize;
-                mem.store_u32(layout.used + 4 + 8 * slot, id);
-                mem.store_u32(layout.used + 8 + 8 * slot, input.u32());
-                dev_used = dev_used.wrapping_add(1);
-                mem.store_u16(layout.used + 2, dev_used);
-            }
-            2 => {
-                dev_used = dev_used.wrapping_add(input.u16());
-                mem.store_u16(layout.used + 2, dev_used);
-            }
-            3 => {
-                // The device may write anywhere in the ring, the
-                // descriptor table included: the driver keeps its free
-                // list in private memory and reads nothing back from the
-                // table (docs/virtio-device-trust.md).
-                let off = input.u16() as usize % layout.end;
-                mem.store_u16(off, input.u16());
-            }
-            4 => h.write_status(&mut input),
-            5 => h.pop(&mut q),
-            6 => {
-                let _ = q.needs_kick();
-            }
-            _ => q.set_notifications(input.bool()),
-        }
-        h.check(&q);
-    }
-    drop(q);
+    let mut device = SplitDevice {
+        used: layout.used,
+        size,
+        idx: 0,
+    };
+    hostile_device(&mut q, &mut mem, &mut device, input);
 }
 
 /// Packed ring against a hostile device.
 ///
-/// Input: size (1 to 256 entries), then operations as for
-/// [`split_ring`]; the device writes used descriptors at its own cursor
-/// with an in-flight or arbitrary id and flags that match its wrap
-/// counter or are arbitrary, and may move that cursor by any amount.
+/// Input: size (1 to 256 entries), then the operations of
+/// [`hostile_device`]; a used descriptor carries an in-flight or any u16
+/// id, flags that match the device's wrap counter or any u16 (a flag
+/// byte, then the flags), and any length.
 pub fn packed_ring(data: &[u8]) {
     let mut input = Bytes(data);
     let size = 1 + (input.u8() as u16);
@@ -310,58 +422,12 @@ pub fn packed_ring(data: &[u8]) {
     let mut mem = Shared::new(layout.end);
     // SAFETY: zeroed, 16-byte aligned, `layout.end` bytes, outlives `q`.
     let mut q = unsafe { packed::PackedQueue::new(mem.base(), size) };
-    let mut h = RingHarness::new(size);
-    let (mut dev_slot, mut dev_wrap) = (0u16, true);
-    let advance = |slot: u16, wrap: bool, n: u16| {
-        let next = slot as u32 + n as u32;
-        let wraps = next / size as u32;
-        ((next % size as u32) as u16, wrap ^ (wraps % 2 == 1))
+    let mut device = PackedDevice {
+        size,
+        slot: 0,
+        wrap: true,
     };
-    while !input.is_empty() {
-        match input.u8() % 8 {
-            0 => h.add(&mut q, &mut input),
-            1 => {
-                let pick = input.u16();
-                let known = h.in_flight.pick(pick);
-                let id = match (input.bool(), known) {
-                    (false, Some(id)) => id,
-                    _ => input.u16(),
-                };
-                let flags = if input.bool() {
-                    input.u16()
-                } else if dev_wrap {
-                    (1 << 7) | (1 << 15)
-                } else {
-                    0
-                };
-                let desc = 16 * dev_slot as usize;
-                mem.store_u32(desc + 8, input.u32());
-                mem.store_u16(desc + 12, id);
-                mem.store_u16(desc + 14, flags);
-                let step = h
-                    .in_flight
-                    .len
-                    .get(id as usize)
-                    .copied()
-                    .filter(|&n| n > 0)
-                    .unwrap_or(1);
-                (dev_slot, dev_wrap) = advance(dev_slot, dev_wrap, step);
-            }
-            2 => (dev_slot, dev_wrap) = advance(dev_slot, dev_wrap, input.u16()),
-            3 => {
-                let off = input.u16() as usize % layout.end;
-                mem.store_u16(off, input.u16());
-            }
-            4 => h.write_status(&mut input),
-            5 => h.pop(&mut q),
-            6 => {
-                let _ = q.needs_kick();
-            }
-            _ => q.set_notifications(input.bool()),
-        }
-        h.check(&q);
-    }
-    drop(q);
+    hostile_device(&mut q, &mut mem, &mut device, input);
 }
 
 /// The virtio-blk status byte: every value maps to success or an errno.
