@@ -247,6 +247,14 @@ def pci_seeds():
     loop[0x41] = 0x40
     write("virtio_pci_caps", "looping_list", bytes(loop))
     write("virtio_pci_caps", "truncated_space", pci_space(good)[:0x50])
+    # Structures checked against the BAR sizes that follow the space.
+    bars = lambda sizes: b"".join(u32(s) for s in sizes)
+    write("virtio_pci_caps", "bar_too_small",
+          pci_space(good) + bars([0x4000] * 4 + [0x3800, 0x4000]))
+    write("virtio_pci_caps", "overlap",
+          pci_space([(1, 16, 4, 0, 0x1000), (2, 20, 4, 0xFFC, 0x10)]) + bars([0x4000] * 6))
+    write("virtio_pci_caps", "misaligned_notify",
+          pci_space([(1, 16, 4, 0, 0x1000), (2, 20, 4, 0x3001, 0x100)]))
 
 
 if __name__ == "__main__":

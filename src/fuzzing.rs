@@ -472,20 +472,53 @@ pub fn blk_config(data: &[u8]) {
     assert!(info.discard_alignment_offset >= 0);
 }
 
-/// The capability list of a virtio PCI function (VFIO).
+/// The capability list of a virtio PCI function (VFIO) and the checks
+/// of its structures against the BARs.
 ///
 /// Input: the PCI config space (up to 256 bytes; shorter inputs make
-/// reads past the end fail as they would on the device). The walk must
-/// end, fail only with -EIO, and report only BARs 0–5.
+/// reads past the end fail as they would on the device), then the sizes
+/// of BARs 0–5 (u32 each; 16 KiB where the input has ended). The walk
+/// must end, fail only with -EIO, and report only BARs 0–5; validation
+/// fails with -ENOTSUP or -EIO, or gives structures that lie inside
+/// their BARs, are large enough and aligned, and do not overlap.
 pub fn virtio_pci_caps(data: &[u8]) {
-    use crate::drivers::virtio_blk::vfio_pci::virtio_pci::{Caps, MemConfigSpace};
-    let space = MemConfigSpace(data[..data.len().min(256)].to_vec());
-    match Caps::find(&space) {
-        Ok(caps) => {
-            let bars = [caps.common, caps.notify.map(|n| n.0), caps.device];
-            assert!(bars.iter().flatten().all(|c| c.bar <= 5), "{caps:?}");
+    use crate::drivers::virtio_blk::vfio_pci::virtio_pci::{common, Caps, MemConfigSpace};
+    let (space, rest) = data.split_at(data.len().min(256));
+    let mut bars = [0x4000u64; 6];
+    for (size, b) in bars.iter_mut().zip(rest.chunks_exact(4)) {
+        *size = u32::from_le_bytes(b.try_into().expect("4 bytes")).into();
+    }
+    let caps = match Caps::find(&MemConfigSpace(space.to_vec())) {
+        Ok(caps) => caps,
+        Err(e) => return assert_eq!(e.errno(), libc::EIO, "{}", e.message()),
+    };
+    let found = [caps.common, caps.notify.map(|n| n.0), caps.device];
+    assert!(found.iter().flatten().all(|c| c.bar <= 5), "{caps:?}");
+    match caps.validate(CONFIG_LEN, |bar| Ok(bars[bar as usize])) {
+        Ok(l) => {
+            let all = [(l.common, common::LEN as u64, 4), (l.notify, 2, 2)]
+                .into_iter()
+                .chain(l.device.map(|d| (d, CONFIG_LEN as u64, 4)));
+            let mut seen: Vec<(u8, u64, u64)> = Vec::new();
+            for (c, min, align) in all {
+                let (start, end) = (c.offset as u64, c.offset as u64 + c.length as u64);
+                assert!(end <= bars[c.bar as usize], "{c:?} outside its BAR");
+                assert!(c.length as u64 >= min && c.offset % align == 0, "{c:?}");
+                for &(bar, s, e) in &seen {
+                    assert!(bar != c.bar || end <= s || e <= start, "{c:?} overlaps");
+                }
+                seen.push((c.bar, start, end));
+            }
+            assert_eq!(l.notify_multiplier % 2, 0);
         }
-        Err(e) => assert_eq!(e.errno(), libc::EIO, "{}", e.message()),
+        Err(e) => {
+            assert!(
+                [libc::EIO, libc::ENOTSUP].contains(&e.errno()),
+                "{}",
+                e.message()
+            );
+            assert!(e.message().starts_with("virtio "), "{}", e.message());
+        }
     }
 }
 

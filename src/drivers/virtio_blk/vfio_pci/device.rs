@@ -227,6 +227,11 @@ impl PciDevice {
         self.config_write_u16(PCI_COMMAND, new)
     }
 
+    /// The size of BAR `bar` in bytes (0 for a BAR the device lacks).
+    pub fn bar_size(&self, bar: u8) -> Result<u64> {
+        Ok(region_info(&self.fd, bar.into())?.size)
+    }
+
     /// Maps `[off, off + len)` of BAR `bar`.
     pub fn map_bar(&self, bar: u8, off: u64, len: usize) -> Result<Window> {
         let r = region_info(&self.fd, bar.into())?;

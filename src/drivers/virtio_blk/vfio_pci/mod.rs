@@ -183,19 +183,13 @@ impl Transport for VfioPci {
                 format!("{name} is not a virtio-blk device ({vendor:04x}:{id:04x})"),
             ));
         }
-        let caps = Caps::find(&pci)?;
-        let missing = |what| Error::new(libc::ENOTSUP, format!("virtio {what} capability missing"));
-        let common = virtio_pci::map(
-            &pci,
-            caps.common.ok_or_else(|| missing("common configuration"))?,
-            common::LEN,
-            "common configuration",
-        )?;
-        let (notify_loc, notify_multiplier) = caps.notify.ok_or_else(|| missing("notification"))?;
-        let notify = Arc::new(virtio_pci::map(&pci, notify_loc, 2, "notification")?);
-        let device_cfg = caps
+        let layout = Caps::find(&pci)?.validate(CONFIG_LEN, |bar| pci.bar_size(bar))?;
+        let common = virtio_pci::map(&pci, layout.common)?;
+        let notify = Arc::new(virtio_pci::map(&pci, layout.notify)?);
+        let notify_multiplier = layout.notify_multiplier;
+        let device_cfg = layout
             .device
-            .map(|loc| virtio_pci::map(&pci, loc, CONFIG_LEN, "device configuration"))
+            .map(|loc| virtio_pci::map(&pci, loc))
             .transpose()?;
         let mut t = VfioPci {
             common,
