@@ -349,3 +349,79 @@ fn a_region_maps_into_two_instances() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     }
 }
+
+#[test]
+fn poll_queues() {
+    let file = TempFile::new("poll", &pattern(65536, 4));
+    let b = Blkio::new("io_uring").unwrap();
+    b.set("path", file.path()).unwrap();
+    b.set("direct", true).unwrap();
+    let b = b.connect().unwrap();
+    b.set("num-poll-queues", 1).unwrap();
+    let b = match b.start() {
+        Ok(b) => b,
+        Err(e) => {
+            // The file system cannot poll (tmpfs, buffered files on most):
+            // that much must be said clearly; the rest needs a device.
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert_eq!(e.message(), "Poll queues not supported");
+            eprintln!("poll_queues: skipped, {}", file.path());
+            return;
+        }
+    };
+    let mut region = b.alloc_mem_region(4096).unwrap();
+    b.map_mem_region(&region).unwrap();
+    let mut q = b.poll_queue(0).unwrap();
+    assert_eq!(q.completion_fd(), None);
+    let mut done = [Completion::default(); 1];
+    q.read(4096, &region, 0, 4096, 5, ReqFlags::NONE);
+    // SAFETY: sigemptyset initialises the set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    let e = q.do_io(&mut done, 1, None, Some(&set)).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.errno()),
+        (ErrorKind::NotSupported, libc::ENOTSUP)
+    );
+    assert_eq!(q.do_io(&mut done, 1, None, None).unwrap(), 1);
+    assert_eq!(done[0].user_data, 5);
+    drop(q);
+    // A file system may refuse polled I/O per request; if it took it, the
+    // data is there.
+    if done[0].ret != -libc::EOPNOTSUPP {
+        assert_eq!(done[0].ret, 0);
+        assert_eq!(region.bytes().unwrap(), &pattern(65536, 4)[4096..8192]);
+    }
+}
+
+#[test]
+fn zone_requests_on_a_regular_file() {
+    use blkio::{Zone, ZoneOp};
+    let file = TempFile::new("zones", &vec![0; 65536]);
+    let b = started(&file, 1);
+    let mut q = b.queue(0).unwrap();
+    let mut zones = [Zone::default(); 4];
+    // SAFETY: `zones` outlives the request, which completes below.
+    unsafe { q.report_zones_raw(0, zones.as_mut_ptr(), 4, 1, ReqFlags::NONE) };
+    q.zone(ZoneOp::Reset, 0, 2, ReqFlags::NONE);
+    q.all_zones(ZoneOp::Finish, 3, ReqFlags::NONE);
+    q.zone(ZoneOp::Open, 0, 4, ReqFlags::FUA);
+    let mut done = [Completion::default(); 4];
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let n = q.do_io(&mut done, 1, None, None).unwrap();
+        got.extend(done[..n].iter().map(|c| (c.user_data, c.ret)));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (1, -libc::ENOTSUP),
+            (2, -libc::ENOTSUP),
+            (3, -libc::ENOTSUP),
+            (4, -libc::EINVAL)
+        ]
+    );
+    assert_eq!(zones, [Zone::default(); 4]);
+}

@@ -44,7 +44,7 @@ pub trait State: sealed::Sealed {}
 
 /// States from connected on ([`Connected`], [`Started`]): memory regions
 /// can be allocated.
-pub trait Connectedish: State {}
+pub trait AtLeastConnected: State {}
 
 /// Just created: only properties can be read and set (`path`, `fd`,
 /// `read-only`, ...).
@@ -64,8 +64,8 @@ impl sealed::Sealed for Started {}
 impl State for Created {}
 impl State for Connected {}
 impl State for Started {}
-impl Connectedish for Connected {}
-impl Connectedish for Started {}
+impl AtLeastConnected for Connected {}
+impl AtLeastConnected for Started {}
 
 /// An instance of a driver in state `S`.
 ///
@@ -212,7 +212,7 @@ impl<S: State> Blkio<S> {
     }
 }
 
-impl<S: Connectedish> Blkio<S> {
+impl<S: AtLeastConnected> Blkio<S> {
     /// Allocates a memory region of `len` bytes (a multiple of the
     /// `mem-region-alignment` property) for request buffers. It must be
     /// mapped with [`Blkio::map_mem_region`] before I/O on drivers that

@@ -12,8 +12,8 @@ mod region;
 
 pub use error::{Error, ErrorKind, Result};
 pub use instance::{
-    Blkio, Connected, Connectedish, Created, PropertyAccess, PropertyArg, PropertyInfo,
+    AtLeastConnected, Blkio, Connected, Created, PropertyAccess, PropertyArg, PropertyInfo,
     PropertyType, PropertyValue, Started, State, DRIVERS,
 };
-pub use queue::{Completion, Queue, ReqFlags};
+pub use queue::{Completion, Queue, ReqFlags, Zone, ZoneOp};
 pub use region::MemRegion;

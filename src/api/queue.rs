@@ -11,7 +11,7 @@ use super::error::{Error, Result};
 use super::instance::Inner;
 use super::region::{MemRegion, Shared};
 use crate::core::queue::Queue as RawQueue;
-use crate::core::request::{self, Completion as RawCompletion, Op, Request};
+use crate::core::request::{self, Completion as RawCompletion, Op, Request, ZoneOp as RawZoneOp};
 
 /// Request flags (`BLKIO_REQ_*`), combined with `|`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -43,6 +43,68 @@ impl BitOr for ReqFlags {
     type Output = ReqFlags;
     fn bitor(self, rhs: ReqFlags) -> ReqFlags {
         ReqFlags(self.0 | rhs.0)
+    }
+}
+
+/// One zone of a zoned device, as [`Queue::report_zones_raw`] fills it in
+/// (the C API's `struct blkio_zone`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Zone {
+    /// Byte offset of the zone's start.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Bytes that can be written (at most `len`).
+    pub capacity: u64,
+    /// Byte offset of the write pointer.
+    pub write_pointer: u64,
+    /// `BLKIO_ZONE_TYPE_*`: 1 conventional, 2 sequential write required,
+    /// 3 sequential write preferred.
+    pub zone_type: u8,
+    /// `BLKIO_ZONE_STATE_*`: 1 empty, 2 implicitly open, 3 explicitly
+    /// open, 4 closed, 0xd read-only, 0xe full, 0xf offline.
+    pub zone_state: u8,
+    /// Whether the zone recommends a reset (non-zero).
+    pub reset: u8,
+    /// Zero.
+    pub reserved: [u8; 29],
+}
+
+// The same layout as the core's `struct blkio_zone`: the array is handed to
+// the drivers as it is.
+const _: () = {
+    use crate::core::request::Zone as RawZone;
+    assert!(std::mem::size_of::<Zone>() == std::mem::size_of::<RawZone>());
+    assert!(std::mem::align_of::<Zone>() == std::mem::align_of::<RawZone>());
+    assert!(
+        std::mem::offset_of!(Zone, write_pointer) == std::mem::offset_of!(RawZone, write_pointer)
+    );
+    assert!(std::mem::offset_of!(Zone, zone_type) == std::mem::offset_of!(RawZone, zone_type));
+    assert!(std::mem::offset_of!(Zone, reset) == std::mem::offset_of!(RawZone, reset));
+};
+
+/// A zone management operation ([`Queue::zone`], [`Queue::all_zones`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ZoneOp {
+    /// Open the zone explicitly.
+    Open,
+    /// Close it.
+    Close,
+    /// Make it full.
+    Finish,
+    /// Reset its write pointer to its start.
+    Reset,
+}
+
+impl ZoneOp {
+    fn raw(self) -> RawZoneOp {
+        match self {
+            ZoneOp::Open => RawZoneOp::Open,
+            ZoneOp::Close => RawZoneOp::Close,
+            ZoneOp::Finish => RawZoneOp::Finish,
+            ZoneOp::Reset => RawZoneOp::Reset,
+        }
     }
 }
 
@@ -376,6 +438,49 @@ impl<'a> Queue<'a> {
         let ud = self.slot(user_data, None);
         // SAFETY: the request points to no buffer.
         unsafe { self.submit(Op::Flush, 0, ud, flags) };
+    }
+
+    /// Fills up to `nr_zones` entries at `zones` with the zones from the
+    /// one containing byte `offset` on (`blkioq_report_zones`); drivers
+    /// without zoned devices complete it with `-ENOTSUP`.
+    ///
+    /// # Safety
+    /// `zones` is valid for writes of `nr_zones` entries and otherwise
+    /// unused until this request's completion has been returned by
+    /// [`Queue::do_io`].
+    pub unsafe fn report_zones_raw(
+        &mut self,
+        offset: u64,
+        zones: *mut Zone,
+        nr_zones: u32,
+        user_data: usize,
+        flags: ReqFlags,
+    ) {
+        let ud = self.slot(user_data, None);
+        let op = Op::ReportZones {
+            zones: zones.cast(),
+            nr_zones,
+        };
+        // SAFETY: this function's contract; `Zone` has the core's layout
+        // (checked at compile time above).
+        unsafe { self.submit(op, offset, ud, flags) };
+    }
+
+    /// Applies `op` to the zone at byte `offset` (`blkioq_open_zone`, ...).
+    pub fn zone(&mut self, op: ZoneOp, offset: u64, user_data: usize, flags: ReqFlags) {
+        self.zone_mgmt(op, false, offset, user_data, flags)
+    }
+
+    /// Applies `op` to every zone (`blkioq_open_all_zones`, ...).
+    pub fn all_zones(&mut self, op: ZoneOp, user_data: usize, flags: ReqFlags) {
+        self.zone_mgmt(op, true, 0, user_data, flags)
+    }
+
+    fn zone_mgmt(&mut self, op: ZoneOp, all: bool, offset: u64, user_data: usize, flags: ReqFlags) {
+        let ud = self.slot(user_data, None);
+        let op = Op::ZoneMgmt { op: op.raw(), all };
+        // SAFETY: the request points to no buffer.
+        unsafe { self.submit(op, offset, ud, flags) };
     }
 
     /// Submits the queued requests and returns completions into `out`: at
