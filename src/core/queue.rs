@@ -99,8 +99,14 @@ pub trait QueueOps: Send {
     ) -> Result<usize>;
     /// [`QueueOps::do_io`] without timeout or signal mask (the usual
     /// call): the number of completions, or [`FAILED`] with the error kept
-    /// for [`QueueOps::take_error`]. A number comes back in a register, a
-    /// `Result` through memory.
+    /// for [`QueueOps::take_error`].
+    ///
+    /// A count comes back in a register, a `Result<usize>` (32 bytes)
+    /// through memory, and the callers around a `Result` save more
+    /// registers: returning `Result` here cost 10 instructions per I/O in
+    /// block QD1 (384 -> 394 Ir/IO, whole process) and 24 in event QD1
+    /// (630 -> 654, two calls per I/O), measured with `benches/run.sh
+    /// callgrind` on the same loop.
     fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize;
     /// The error of the last [`QueueOps::do_io_plain`] that returned
     /// [`FAILED`].
@@ -445,8 +451,11 @@ impl<D: QueueDriver> QueueCore<D> {
     /// submit or wait. Without `sig` a signal never ends the call. The
     /// clock is read only when there is a timeout.
     ///
-    /// The usual call (no timeout, no signal mask, not a poll queue) takes
-    /// [`QueueCore::do_io_plain`].
+    /// One loop ([`QueueCore::run`]) serves every call; it is compiled
+    /// twice. The usual call (no timeout, no signal mask, not a poll
+    /// queue) gets its own copy, inlined here with those arguments
+    /// constant, so that it pays for neither the clock nor the mask nor
+    /// the poll-queue rule; everything else takes [`QueueCore::do_io_with`].
     #[inline(always)]
     pub fn do_io(
         &mut self,
@@ -456,49 +465,10 @@ impl<D: QueueDriver> QueueCore<D> {
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
         if timeout.is_none() && sig.is_none() && !self.poll {
-            self.do_io_plain(out, min)
+            self.run(out, min, None, None, false)
         } else {
             self.do_io_with(out, min, timeout, sig)
         }
-    }
-
-    /// [`QueueCore::do_io`] without timeout or signal mask on a regular
-    /// queue. When there is work to submit and both backlogs are empty (an
-    /// application keeping its queue depth in flight), one submission that
-    /// waits for `min` (completions not reaped yet count) and one reap
-    /// usually finish the call; that is the same outcome as the general
-    /// loop, which reaps first, submits, waits for the rest and reaps
-    /// again. Anything else goes to the general loop.
-    ///
-    /// With nothing to submit and `min` 0 (the reaping call of an
-    /// event-driven application, after its completion fd fired) the call
-    /// is one reap: the general loop would gather, find `min` met and
-    /// nothing to submit, and return the same (event QD1 645 -> 594 Ir/IO,
-    /// whole process, `benches/run.sh callgrind`; block QD1 346 -> 349 and
-    /// batch QD32 154 -> 158, which moving this check elsewhere did not
-    /// avoid).
-    #[inline(always)]
-    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> Result<usize> {
-        if self.driver.needs_submit() {
-            if !self.backlogs_empty() {
-                return self.run_plain(out, min);
-            }
-            // With both backlogs empty, the outstanding count is the ring's.
-            let in_flight = self.driver.in_flight();
-            if min > in_flight {
-                return Err(self.refuse_min(out));
-            }
-            if let Err(e) = self.driver.submit_and_wait(min, None, None) {
-                return self.plain_enter_failed(out, min, e);
-            }
-        } else if min > 0 || !self.backlogs_empty() {
-            return self.run_plain(out, min);
-        }
-        let n = self.driver.reap(out);
-        if n >= min && !self.driver.needs_submit() {
-            return Ok(n);
-        }
-        self.continue_plain(out, min, n)
     }
 
     /// Keeps `e` for [`QueueOps::take_error`]; returns [`FAILED`].
@@ -513,53 +483,6 @@ impl<D: QueueDriver> QueueCore<D> {
     #[inline(always)]
     fn backlogs_empty(&self) -> bool {
         self.backlog.is_empty() && self.completions.is_empty()
-    }
-
-    /// The general loop for a plain call.
-    #[inline(never)]
-    fn run_plain(&mut self, out: &mut [Completion], min: usize) -> Result<usize> {
-        self.run(out, min, None, None, false)
-    }
-
-    /// The general loop for a plain call that has submitted and gathered
-    /// `n` completions but is not done yet (short transfers, or fewer
-    /// completions than `min` after a wake-up).
-    #[cold]
-    #[inline(never)]
-    fn continue_plain(&mut self, out: &mut [Completion], min: usize, n: usize) -> Result<usize> {
-        self.run_from(out, min, n, true, None, None, false)
-    }
-
-    /// The first submission of [`QueueCore::do_io_plain`] failed with `e`:
-    /// as the general loop does, `EINTR` (no signal mask) means try again,
-    /// anything else fails the call with the completions already there put
-    /// back (which the general loop would have gathered before entering).
-    #[cold]
-    #[inline(never)]
-    fn plain_enter_failed(
-        &mut self,
-        out: &mut [Completion],
-        min: usize,
-        e: Error,
-    ) -> Result<usize> {
-        if e.errno() == libc::EINTR {
-            let n = self.gather(out, 0);
-            return self.run_from(out, min, n, true, None, None, false);
-        }
-        let n = self.gather(out, 0);
-        self.put_back(&out[..n]);
-        Err(e)
-    }
-
-    /// `min_completions` above the outstanding count (with both backlogs
-    /// empty): what can be gathered is put back (docs/contract/requests.md §4.1), as the
-    /// general loop does.
-    #[cold]
-    #[inline(never)]
-    fn refuse_min(&mut self, out: &mut [Completion]) -> Error {
-        let n = self.gather(out, 0);
-        self.put_back(&out[..n]);
-        min_above_outstanding()
     }
 
     /// [`QueueCore::do_io`] with a timeout, a signal mask or on a poll queue.
@@ -577,7 +500,16 @@ impl<D: QueueDriver> QueueCore<D> {
         self.run(out, min, timeout, sig, self.poll)
     }
 
-    /// The `blkioq_do_io` algorithm (docs/contract/requests.md §4); `poll` is `self.poll`.
+    /// The `blkioq_do_io` algorithm (docs/contract/requests.md §4); `poll`
+    /// is `self.poll`.
+    ///
+    /// It gathers what is there, refuses a `min` above what the queue
+    /// owes, then submits, waits and gathers until `min` completions are
+    /// in `out` and nothing placed is left unsubmitted. When there is work
+    /// to submit and both backlogs are empty (an application keeping its
+    /// queue depth in flight) the first gathering is left out: the wait
+    /// counts completions not reaped yet, so the gathering after it
+    /// returns the same and one reap is saved per call.
     #[inline(always)]
     fn run(
         &mut self,
@@ -587,29 +519,45 @@ impl<D: QueueDriver> QueueCore<D> {
         sig: Option<&libc::sigset_t>,
         poll: bool,
     ) -> Result<usize> {
-        let n = self.gather(out, 0);
-        if min > n + self.outstanding() {
+        let quick = self.driver.needs_submit() && self.backlogs_empty();
+        let mut n = 0;
+        if !quick {
+            n = self.gather(out, 0);
+            // What an event-driven application's reaping call ends with
+            // (the loop's first test, ahead of the count below).
+            if n >= min && !poll && !self.driver.needs_submit() {
+                return Ok(n);
+            }
+        }
+        // With both backlogs empty the queue owes what is in the ring.
+        let owed = if quick {
+            self.driver.in_flight()
+        } else {
+            self.outstanding()
+        };
+        if min > n && min - n > owed {
             self.put_back(&out[..n]);
             return Err(min_above_outstanding());
         }
-        self.run_from(out, min, n, false, timeout, sig, poll)
-    }
-
-    /// The submit/wait/gather loop of [`QueueCore::run`], from `n`
-    /// completions gathered; `entered` when the kernel was already entered
-    /// in this call.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn run_from(
-        &mut self,
-        out: &mut [Completion],
-        min: usize,
-        mut n: usize,
-        mut entered: bool,
-        timeout: Option<&mut libc::timespec>,
-        sig: Option<&libc::sigset_t>,
-        poll: bool,
-    ) -> Result<usize> {
+        let mut entered = false;
+        if quick && timeout.is_none() {
+            // The loop's first round, peeled for the call without a
+            // timeout: with nothing gathered the wait is for `min` (not
+            // above the ring's count, checked above) and the reap after it
+            // usually ends the call (block QD1 387 -> 355 Ir/IO,
+            // whole process, `benches/run.sh callgrind`).
+            match self.driver.submit_and_wait(min, None, sig) {
+                Ok(()) => {
+                    entered = true;
+                    n = self.driver.reap(out);
+                    if n >= min && !self.driver.needs_submit() {
+                        return Ok(n);
+                    }
+                }
+                Err(e) if e.errno() == libc::EINTR && sig.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
         let budget = timeout.as_deref().map(timespec_to_duration);
         let mut started: Option<Instant> = None;
         let result = loop {
@@ -625,7 +573,7 @@ impl<D: QueueDriver> QueueCore<D> {
                 break Ok(n);
             }
             let in_flight = self.driver.in_flight();
-            if need > 0 && in_flight == 0 && !self.driver.needs_submit() {
+            if in_flight == 0 && need > 0 && !self.driver.needs_submit() {
                 // Cannot happen while the outstanding count holds; refuse to
                 // sleep forever if a driver ever breaks that rule.
                 break Err(nothing_in_flight());
@@ -720,7 +668,7 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         let result = if self.poll {
             self.do_io_with(out, min, None, None)
         } else {
-            self.do_io_plain(out, min)
+            self.run(out, min, None, None, false)
         };
         match result {
             Ok(n) => n,
