@@ -54,58 +54,17 @@ skip() { echo "skip - $1"; }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 log() { echo "# $*" >&2; }
 
-if [ "$(id -u)" -ne 0 ]; then
-    skip "QEMU VM tests need root (debootstrap, chroot, mounts)"
-    finish
-fi
-[ -x "$SHARED/vmtest/run-in-vm.sh" ] || { skip "QEMU VM tests: $SHARED/vmtest not found"; finish; }
-
-# A private mount namespace: every mount below vanishes with it.
-if [ -z "${BLKIO_QVM_IN_NS:-}" ]; then
-    BLKIO_QVM_IN_NS=1 exec unshare --mount --propagation private -- bash "$self" "$@"
-fi
-
-mounts=()
+# shellcheck source=../lib/chroot-suite.sh
+. "$repo/tests/lib/chroot-suite.sh"
 qsd_pid=""
 vm_pid=""
-scratch=""
-cleanup() {
-    local i
-    [ -n "$vm_pid" ] && kill "$vm_pid" 2>/dev/null && wait "$vm_pid" 2>/dev/null
-    if [ -n "$qsd_pid" ]; then
-        kill "$qsd_pid" 2>/dev/null
-        wait "$qsd_pid" 2>/dev/null
-    fi
-    vm_pid="" qsd_pid=""
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
-        umount -l "${mounts[i]}" 2>/dev/null
-    done
-    mounts=()
-    if [ -n "$scratch" ] && [ "${QVM_KEEP:-0}" = 1 ]; then
-        log "kept $scratch"
-    elif [ -n "$scratch" ]; then
-        rm -rf "$scratch"
-    fi
-    scratch=""
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mnt() { # mnt <target> <mount args...>
-    local target=$1
-    shift
-    mkdir -p "$target"
-    mount "$@" "$target" && mounts+=("$target")
-}
+CHROOT_PIDS=(vm_pid qsd_pid)
+CHROOT_KEEP=${QVM_KEEP:-0}
+chroot_suite_start "$self" "QEMU VM tests" "$@"
+[ -x "$SHARED/vmtest/run-in-vm.sh" ] || { skip "QEMU VM tests: $SHARED/vmtest not found"; finish; }
 
 # --- root filesystem, guest, library, guest program -----------------------
-# shellcheck source=../lib/trixie-rootfs.sh
-. "$repo/tests/lib/trixie-rootfs.sh"
-if trixie_rootfs "$ROOTFS"; then
-    case $TRIXIE_MSG in using*) log "$TRIXIE_MSG" ;; *) ok "$TRIXIE_MSG" ;; esac
-else
-    not_ok "Debian trixie root filesystem" "$TRIXIE_MSG"
-    finish
-fi
+chroot_suite_rootfs "$ROOTFS"
 qver=$(chroot "$ROOTFS" qemu-system-x86_64 --version 2>&1 | head -n1)
 module=$(find "$ROOTFS/usr/lib" -path '*/qemu/block-blkio.so' 2>/dev/null | head -n1)
 if [[ $qver == *"version 10.0"* ]] && [ -n "$module" ] &&
@@ -124,13 +83,7 @@ if ! "$SHARED/vmtest/build-guest.sh" "$GUEST" >"$glog" 2>&1; then
 fi
 log "guest ready ($(($(date +%s) - t0)) s)"
 
-if [ -n "${BLKIO_LIB:-}" ]; then
-    lib=$BLKIO_LIB
-else
-    (cd "$repo" && timeout 1800 cargo build --lib -q) || { not_ok "cargo build --lib"; finish; }
-    lib="$repo/target/debug/libblkio.so"
-fi
-[ -f "$lib" ] || { not_ok "library $lib exists"; finish; }
+chroot_suite_library
 
 scratch=$(mktemp -d "$repo/target/qemu-vm.XXXXXX")
 mkdir -p "$scratch/lib" "$scratch/host" "$scratch/img" "$scratch/tmp"
@@ -152,11 +105,8 @@ ro_sum=$(sha256sum <"$img/ro.img")
 
 # The chroot sees the repository's target/ (guest, scratch, vmtest's
 # temporary files) at the same path as the host.
-mnt "$ROOTFS/proc" -t proc proc || { not_ok "mount /proc"; finish; }
-mnt "$ROOTFS/sys" --bind /sys && mount -o remount,bind,ro "$ROOTFS/sys"
-mnt "$ROOTFS/dev" --bind /dev || { not_ok "mount /dev"; finish; }
-mnt "$ROOTFS/tmp" -t tmpfs tmpfs || { not_ok "mount /tmp"; finish; }
-mnt "$ROOTFS$repo/target" --bind "$repo/target" || { not_ok "bind-mount target/ into the chroot"; finish; }
+chroot_mount_basics "$ROOTFS"
+chroot_mnt "$ROOTFS$repo/target" --bind "$repo/target" || { not_ok "bind-mount target/ into the chroot"; finish; }
 
 # --- qemu-storage-daemon (trixie's, in the chroot, distribution libraries) -
 sock=$scratch/vhost.sock
@@ -247,9 +197,7 @@ if [ "$vm_rc" -ne 0 ] && ! grep -q '^not ok - ' "$out"; then
 fi
 [ "$vm_rc" -eq 0 ] || grep -v '^ok - ' "$out" | tail -n 15 | sed 's/^/# /' >&2
 
-kill "$qsd_pid" 2>/dev/null
-wait "$qsd_pid" 2>/dev/null
-qsd_pid=""
+stop_pid qsd_pid
 
 # --- the images, checked on the host ----------------------------------------
 for d in direct:1:"io_uring cache.direct=on":detect-zeroes buffered:2:"io_uring cache.direct=off": \
@@ -269,5 +217,5 @@ else
 fi
 
 log "total time $(($(date +%s) - t0)) s"
-cleanup
+chroot_cleanup
 finish

@@ -22,7 +22,7 @@
 #
 # Needs root (debootstrap, chroot, mounts). Without root every check is
 # skipped. All mounts live in a private mount namespace (unshare) and are
-# also unmounted by an EXIT trap.
+# also unmounted by an EXIT trap (tests/lib/chroot-suite.sh).
 
 set -u
 
@@ -51,81 +51,32 @@ skip()   { echo "skip - $1"; }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 log()    { echo "# $*" >&2; }
 
-if [ "$(id -u)" -ne 0 ]; then
-    skip "QEMU client tests need root (debootstrap, chroot, mounts)"
-    finish
-fi
-
-# Enter a private mount namespace once: every mount below disappears with it,
-# even if the EXIT trap never runs (SIGKILL).
-if [ -z "${BLKIO_QEMU_IN_NS:-}" ]; then
-    BLKIO_QEMU_IN_NS=1 exec unshare --mount --propagation private -- bash "$self" "$@"
-fi
-
-mounts=()        # mount points to undo, in order of creation
+# shellcheck source=../lib/chroot-suite.sh
+. "$repo/tests/lib/chroot-suite.sh"
 qsd_pid=""
-scratch=""
-cleanup() {
-    local i
-    if [ -n "$qsd_pid" ]; then
-        kill "$qsd_pid" 2>/dev/null
-        wait "$qsd_pid" 2>/dev/null
-        qsd_pid=""
-    fi
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
-        umount -l "${mounts[i]}" 2>/dev/null
-    done
-    mounts=()
-    [ -n "$scratch" ] && rm -rf "$scratch"
-    scratch=""
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mnt() { # mnt <target> <mount args...>
-    local target=$1
-    shift
-    mkdir -p "$target"
-    mount "$@" "$target" && mounts+=("$target")
-}
+CHROOT_PIDS=(qsd_pid)
+chroot_suite_start "$self" "QEMU client tests" "$@"
 
 # ---------------------------------------------------------------------------
 # Root filesystem (cached)
 # ---------------------------------------------------------------------------
 
 t0=$(date +%s)
-# shellcheck source=../lib/trixie-rootfs.sh
-. "$repo/tests/lib/trixie-rootfs.sh"
-if trixie_rootfs "$ROOTFS"; then
-    case $TRIXIE_MSG in using*) log "$TRIXIE_MSG" ;; *) ok "$TRIXIE_MSG" ;; esac
-else
-    not_ok "Debian trixie root filesystem" "$TRIXIE_MSG"
-    finish
-fi
+chroot_suite_rootfs "$ROOTFS"
 
 # ---------------------------------------------------------------------------
 # Library under test and the chroot's mounts
 # ---------------------------------------------------------------------------
 
-if [ -n "${BLKIO_LIB:-}" ]; then
-    lib=$BLKIO_LIB
-else
-    (cd "$repo" && timeout 1800 cargo build --lib -q) || { not_ok "cargo build --lib"; finish; }
-    lib="$repo/target/debug/libblkio.so"
-fi
-[ -f "$lib" ] || { not_ok "library $lib exists"; finish; }
-
+chroot_suite_library
 scratch=$(mktemp -d "$repo/target/qemu-run.XXXXXX")
 mkdir -p "$scratch/lib" "$scratch/work"
 cp "$lib" "$scratch/lib/libblkio.so.1"
 lib_sum=$(sha256sum <"$lib" | cut -d' ' -f1)
 work="$scratch/work"     # the same directory is $WORK_IN in the chroot
 
-mnt "$ROOTFS/proc" -t proc proc || { not_ok "mount /proc"; finish; }
-mnt "$ROOTFS/sys" --bind /sys && mount -o remount,bind,ro "$ROOTFS/sys"
-mnt "$ROOTFS/dev" --bind /dev || { not_ok "mount /dev"; finish; }
-mnt "$ROOTFS/tmp" -t tmpfs tmpfs || { not_ok "mount /tmp"; finish; }
-mnt "$ROOTFS/blkio-test" --bind "$scratch" || { not_ok "mount $scratch"; finish; }
+chroot_mount_basics "$ROOTFS"
+chroot_mnt "$ROOTFS/blkio-test" --bind "$scratch" || { not_ok "mount $scratch"; finish; }
 
 T=120   # seconds allowed for any single command
 # inchroot <cmd...>: run in the chroot with our library first in the path.
@@ -605,9 +556,7 @@ vhost_user_tests() {
         qio --image-opts "driver=virtio-blk-vhost-user,path=$sock_in,cache.direct=off" -c 'read 0 512'
     expect_err "vhost-user: read-only open refuses a write" 'read-only|Bad file descriptor' \
         qio -r --image-opts "$vu" -c 'write -P 0 0 512'
-    kill "$qsd_pid" 2>/dev/null
-    wait "$qsd_pid" 2>/dev/null
-    qsd_pid=""
+    stop_pid qsd_pid
     same_images "vhost-user: export driven by our library byte-identical to upstream's after the daemon exits" \
         "vhost-ours.img" "vhost-up.img"
     expect_err "vhost-user: missing socket: clean error" 'No such file or directory' \
@@ -654,5 +603,5 @@ else
 fi
 
 log "total time $(($(date +%s) - t0)) s"
-cleanup
+chroot_cleanup
 finish
