@@ -312,7 +312,14 @@ class Device:
             slot = v.last_avail % v.num
             (head,) = self.unpack("<H", v.avail + 4 + 2 * slot)
             v.last_avail = (v.last_avail + 1) & 0xFFFF
-            done.append((head, self.request(v, head)))
+            try:
+                done.append((head, self.request(v, head)))
+            except ValueError:
+                # The chain points into memory the driver has removed
+                # (REM_MEM_REG after it gave up on a broken queue, racing
+                # with this loop): drop it, as a back-end must never touch
+                # memory it no longer has.
+                continue
         if done:
             self.complete(v, done)
 
