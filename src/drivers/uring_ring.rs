@@ -78,29 +78,6 @@ struct Params {
 const _: () = assert!(std::mem::size_of::<Params>() == 120);
 const _: () = assert!(std::mem::size_of::<Params>() == std::mem::size_of::<io_uring::Parameters>());
 
-/// `struct io_uring_sqe` (64 bytes) with the fields of a read or write:
-/// built from scalars and written into the ring in one go, so that no
-/// entry is assembled elsewhere and copied.
-#[repr(C)]
-pub struct RwSqe {
-    pub opcode: u8,
-    pub flags: u8,
-    pub ioprio: u16,
-    pub fd: i32,
-    pub off: u64,
-    pub addr: u64,
-    pub len: u32,
-    pub rw_flags: i32,
-    pub user_data: u64,
-    pub buf_index: u16,
-    pub personality: u16,
-    pub file_index: u32,
-    pub addr3: u64,
-    pub pad: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<RwSqe>() == std::mem::size_of::<squeue::Entry>());
-
 /// One shared mapping of ring memory.
 struct Map {
     addr: NonNull<u8>,
@@ -246,40 +223,6 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
     #[inline(always)]
     pub fn sq_full(&self) -> bool {
         self.tail.wrapping_sub(self.head) == self.sq_entries
-    }
-
-    /// [`Rings::push`] for a 64-byte read/write SQE.
-    ///
-    /// # Safety
-    /// As for [`Rings::push`]; `S` is a 64-byte SQE.
-    #[inline(always)]
-    pub unsafe fn push_rw(&mut self, sqe: RwSqe) -> bool {
-        if self.sq_full() {
-            return false;
-        }
-        // SAFETY: the caller's promise; there is room.
-        unsafe { self.push_rw_unchecked(sqe) };
-        true
-    }
-
-    /// [`Rings::push_rw`] when the SQ is known to have room.
-    ///
-    /// # Safety
-    /// As for [`Rings::push`]; `S` is a 64-byte SQE; `!self.sq_full()`.
-    #[inline(always)]
-    pub unsafe fn push_rw_unchecked(&mut self, sqe: RwSqe) {
-        debug_assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<RwSqe>());
-        debug_assert!(!self.sq_full());
-        // SAFETY: the index is masked into the SQE array, which holds
-        // 64-byte entries (`RwSqe` is the kernel's layout of one); the
-        // entry is free since the SQ is not full.
-        unsafe {
-            self.sqes
-                .add((self.tail & self.sq_mask) as usize)
-                .cast::<RwSqe>()
-                .write(sqe)
-        };
-        self.tail = self.tail.wrapping_add(1);
     }
 
     /// SQEs written but not yet consumed by the kernel.

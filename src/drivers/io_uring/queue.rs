@@ -19,7 +19,7 @@ use crate::core::request::{
     Completion, Op, Request, Transfer, REQ_FUA, REQ_NO_FALLBACK, REQ_NO_UNMAP,
 };
 use crate::core::{sys, Error, Result};
-use crate::drivers::uring_ring::{Rings, RwSqe};
+use crate::drivers::uring_ring::Rings;
 use crate::drivers::uring_wait;
 
 const FIXED_FILE: types::Fixed = types::Fixed(0);
@@ -28,11 +28,6 @@ const RWF_DSYNC: i32 = 0x2;
 const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
 const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
-const IORING_OP_READV: u8 = 1;
-const IORING_OP_WRITEV: u8 = 2;
-const IORING_OP_READ: u8 = 22;
-const IORING_OP_WRITE: u8 = 23;
-const IOSQE_FIXED_FILE: u8 = 1;
 
 /// [`Slot::expect`] of requests whose CQEs always take the full path; no
 /// CQE result (an `i32`) equals it.
@@ -163,8 +158,8 @@ impl RingQueue {
         unsafe { self.rings.push(entry) }
     }
 
-    /// [`QueueDriver::enqueue`] for everything but plain data transfers.
-    #[cold]
+    /// [`QueueDriver::enqueue`] for everything but plain data transfers
+    /// that fit the quick path.
     #[inline(never)]
     fn enqueue_other(&mut self, req: &Request) -> Enqueue {
         if let Some((errno, msg)) = self.reqs.refuse(req) {
@@ -174,45 +169,6 @@ impl RingQueue {
             return Enqueue::Full;
         };
         let pushed = self.push(idx);
-        self.reqs.placed(idx, pushed)
-    }
-
-    /// The read/write SQE of slot `idx`.
-    #[inline(always)]
-    fn rw_sqe(&self, idx: u32, opcode: u8, addr: u64, len: u32, off: u64, dsync: i32) -> RwSqe {
-        RwSqe {
-            opcode,
-            flags: IOSQE_FIXED_FILE,
-            ioprio: 0,
-            fd: FIXED_FILE.0 as i32,
-            off,
-            addr,
-            len,
-            rw_flags: if self.reqs.poll { RWF_HIPRI } else { 0 } | dsync,
-            user_data: idx as u64,
-            buf_index: 0,
-            personality: 0,
-            file_index: 0,
-            addr3: 0,
-            pad: 0,
-        }
-    }
-
-    /// Writes the read/write SQE of slot `idx` in place.
-    #[inline(always)]
-    fn push_rw(
-        &mut self,
-        idx: u32,
-        opcode: u8,
-        addr: u64,
-        len: u32,
-        off: u64,
-        dsync: i32,
-    ) -> Enqueue {
-        let sqe = self.rw_sqe(idx, opcode, addr, len, off, dsync);
-        // SAFETY: the iovecs and buffers belong to the application, valid
-        // until completion by contract; the ring has 64-byte SQEs.
-        let pushed = unsafe { self.rings.push_rw(sqe) };
         self.reqs.placed(idx, pushed)
     }
 
@@ -385,7 +341,7 @@ impl Requests {
         debug_assert!((idx as usize) < self.slots.len());
         // SAFETY: `idx` is the user data of a CQE of this queue's private
         // ring, whose every SQE carries the index of its slot (see
-        // `RingQueue::rw_sqe` and `Requests::sqe`), and the kernel returns
+        // `RingQueue::enqueue_transfer` and `Requests::sqe`), and the kernel returns
         // it unchanged; the slot table never shrinks.
         let slot = unsafe { self.slots.get_unchecked(idx as usize) };
         if i64::from(res) != slot.expect {
@@ -542,20 +498,7 @@ impl QueueDriver for RingQueue {
                 Enqueue::Full
             };
         }
-        let (opcode, iov, iovcnt, dsync) = match req.op {
-            Op::Readv { iov, iovcnt } => (IORING_OP_READV, iov, iovcnt, 0),
-            Op::Writev { iov, iovcnt } => (
-                IORING_OP_WRITEV,
-                iov,
-                iovcnt,
-                if req.fua() { RWF_DSYNC } else { 0 },
-            ),
-            _ => return self.enqueue_other(req),
-        };
-        let Some(idx) = self.reqs.take_slot(*req, NO_SHORTCUT) else {
-            return Enqueue::Full;
-        };
-        self.push_rw(idx, opcode, iov as u64, iovcnt, req.start, dsync)
+        self.enqueue_other(req)
     }
 
     /// A plain read or write with a length that fits the SQE, a free slot
@@ -569,17 +512,22 @@ impl QueueDriver for RingQueue {
         let Some(idx) = self.reqs.take_slot(t.request(), t.len as i64) else {
             return false;
         };
-        let (opcode, dsync) = match (t.write, t.flags & REQ_FUA != 0) {
-            (false, _) => (IORING_OP_READ, 0),
-            (true, false) => (IORING_OP_WRITE, 0),
-            (true, true) => (IORING_OP_WRITE, RWF_DSYNC),
+        let hipri = if self.reqs.poll { RWF_HIPRI } else { 0 };
+        let entry = if t.write {
+            let dsync = if t.flags & REQ_FUA != 0 { RWF_DSYNC } else { 0 };
+            opcode::Write::new(FIXED_FILE, t.buf, t.len as u32)
+                .offset(t.start)
+                .rw_flags(hipri | dsync)
+                .build()
+        } else {
+            opcode::Read::new(FIXED_FILE, t.buf, t.len as u32)
+                .offset(t.start)
+                .rw_flags(hipri)
+                .build()
         };
-        let sqe = self.rw_sqe(idx, opcode, t.buf as u64, t.len as u32, t.start, dsync);
         // SAFETY: the buffer belongs to the application, valid until
-        // completion by contract; the ring has 64-byte SQEs and room
-        // (checked above).
-        unsafe { self.rings.push_rw_unchecked(sqe) };
-        true
+        // completion by contract.
+        unsafe { self.rings.push(entry.user_data(idx as u64)) }
     }
 
     /// Walks the completion queue once (one head update for the batch).
