@@ -924,43 +924,45 @@ static void test_daemon_killed(void)
         return;
     }
     struct blkioq *q = blkio_get_queue(b, 0), *pq = blkio_get_poll_queue(b, 0);
-    buf = vu_buffer(b, &r, 65536);
-    for (int i = 0; i < 16; i++) {
+    buf = vu_buffer(b, &r, 32 * 4096);
+    for (int i = 0; i < 32; i++) {
         blkioq_read(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
         blkioq_read(pq, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
     }
-    CHECK_INT(blkioq_do_io(q, NULL, 0, 0, NULL), 0, "submit 16 reads (regular queue)");
-    CHECK_INT(blkioq_do_io(pq, c, 0, 16, NULL) >= 0, 1, "submit 16 reads (poll queue)");
+    CHECK_INT(blkioq_do_io(q, NULL, 0, 0, NULL), 0, "submit 32 reads (regular queue)");
+    CHECK_INT(blkioq_do_io(pq, c, 0, 32, NULL) >= 0, 1, "submit 32 reads (poll queue)");
     daemon_reap(&d, SIGKILL);
 
     struct timespec t = {10, 0};
     double t0 = now();
     int got = 0, failed = 0;
-    while (got < 16) {
-        int n = blkioq_do_io(q, c, 16 - got, 16 - got, &t);
+    while (got < 32) {
+        int n = blkioq_do_io(q, c, 32 - got, 32 - got, &t);
         if (n < 0)
             break;
         for (int i = 0; i < n; i++)
             failed += c[i].ret < 0;
         got += n;
     }
-    CHECK(got == 16 && failed >= 1,
-          "regular queue: every in-flight read completes after the back-end died "
-          "(%d completions, %d failed, %.2f s)", got, failed, now() - t0);
+    double took = now() - t0;
+    CHECK(got == 32 && failed >= 1 && took < 1.0,
+          "regular queue: every in-flight read completes within 1 s after the back-end "
+          "was SIGKILLed (%d completions, %d failed, %.2f s)", got, failed, took);
     got = failed = 0;
     t0 = now();
     t = (struct timespec){10, 0};
-    while (got < 16) {
-        int n = blkioq_do_io(pq, c, 16 - got, 16 - got, &t);
+    while (got < 32) {
+        int n = blkioq_do_io(pq, c, 32 - got, 32 - got, &t);
         if (n < 0)
             break;
         for (int i = 0; i < n; i++)
             failed += c[i].ret < 0;
         got += n;
     }
-    CHECK(got == 16 && failed >= 1,
-          "poll queue: every in-flight read completes after the back-end died "
-          "(%d completions, %d failed, %.2f s)", got, failed, now() - t0);
+    took = now() - t0;
+    CHECK(got == 32 && failed >= 1 && took < 1.0,
+          "poll queue: every in-flight read completes within 1 s after the back-end "
+          "was SIGKILLed (%d completions, %d failed, %.2f s)", got, failed, took);
     EXPECT(q, -ENOTCONN, "device disconnected", "a later read fails at once",
            blkioq_read(q, 0, buf, 512, NULL, 0));
     CHECK_ERR(blkio_get_uint64(b, "capacity", &cap), -EIO, NULL,
@@ -968,6 +970,62 @@ static void test_daemon_killed(void)
     blkio_unmap_mem_region(b, &r);
     blkio_destroy(&b);
     CHECK(b == NULL, "destroy after the back-end died");
+    daemon_stop(&d);
+}
+
+/* The back-end is stopped (SIGSTOP) with requests in flight: a timed wait
+ * ends with -ETIME, and after SIGCONT every request completes with its
+ * data. */
+static void test_daemon_stopped(void)
+{
+    struct daemon d;
+    struct blkio *b;
+    struct blkio_mem_region r;
+    struct blkio_completion c[16];
+    uint8_t *buf;
+    if (!daemon_start(&d, "file", MIB, "writable=on"))
+        return;
+    b = vu_open(d.sock, false, 0, 1, 0, true);
+    if (!b) {
+        daemon_stop(&d);
+        return;
+    }
+    struct blkioq *q = blkio_get_queue(b, 0);
+    buf = vu_buffer(b, &r, 8 * 4096);
+    memset(buf, 0x5a, 8 * 4096);
+    for (int i = 0; i < 8; i++)
+        blkioq_write(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
+    CHECK_INT(blkioq_do_io(q, c, 8, 8, NULL), 8, "8 writes before the stop");
+    memset(buf, 0, 8 * 4096);
+    kill(d.pid, SIGSTOP);
+    for (int i = 0; i < 8; i++)
+        blkioq_read(q, (uint64_t)i * 4096, buf + i * 4096, 4096, NULL, 0);
+    struct timespec t = {0, 300 * 1000 * 1000};
+    double t0 = now();
+    int n = blkioq_do_io(q, c, 8, 8, &t);
+    double took = now() - t0;
+    CHECK(n == -ETIME && took >= 0.29 && took < 2.0,
+          "back-end stopped: a 300 ms wait for 8 reads ends with -ETIME (%d, %.2f s)", n,
+          took);
+    kill(d.pid, SIGCONT);
+    int got = 0, ok = 0;
+    t = (struct timespec){10, 0};
+    while (got < 8) {
+        n = blkioq_do_io(q, c, 8 - got, 8 - got, &t);
+        if (n < 0)
+            break;
+        for (int i = 0; i < n; i++)
+            ok += c[i].ret == 0;
+        got += n;
+    }
+    bool data = true;
+    for (int i = 0; i < 8 * 4096; i++)
+        data = data && buf[i] == 0x5a;
+    CHECK(got == 8 && ok == 8 && data,
+          "after SIGCONT all 8 reads complete with the written data (%d completions, %d ok)",
+          got, ok);
+    blkio_unmap_mem_region(b, &r);
+    blkio_destroy(&b);
     daemon_stop(&d);
 }
 
@@ -989,5 +1047,6 @@ int main(void)
     test_event_driven_and_poll_queues();
     test_timeouts();
     test_daemon_killed();
+    test_daemon_stopped();
     return h_done();
 }
