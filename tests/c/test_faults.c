@@ -6,7 +6,14 @@
  *      it, 4 KiB writes until it is full: the writes that do not fit
  *      complete with -ENOSPC, and every write acknowledged as successful
  *      reads back (with the library and with pread);
- *   2. durability across a crash of the process: a child writes with
+ *   2. the backing file truncated from 1 MiB to 64 KiB right after 32
+ *      reads covering it were submitted: a regular file can grow
+ *      (`can-grow` true), so a read past its end succeeds with zeros
+ *      (docs/contract/requests.md); each read must return either the
+ *      file's data (it ran before the truncation, or lies below the new
+ *      end) or zeros, never the stale bytes of the buffer; the same reads
+ *      after the truncation give the data below the end and zeros beyond;
+ *   3. durability across a crash of the process: a child writes with
  *      BLKIO_REQ_FUA, and another with a plain write followed by a
  *      completed flush, then SIGKILLs itself at once; the parent reopens
  *      the file and finds the data.
@@ -78,6 +85,74 @@ static void test_full_file_system(void)
     rmdir(dir);
 }
 
+static void test_truncated_in_flight(const char *path)
+{
+    enum { N = 32, LEN = 32768 };
+    static uint8_t buf[N * LEN];
+    struct blkio_completion c[N];
+    int ok = 0, zero = 0, wrong = 0, low_failed = 0, got = 0;
+    if (!h_write_file(path, 0, N * LEN, 5)) {
+        CHECK(false, "write the 1 MiB pattern");
+        return;
+    }
+    struct blkio *b = h_open(path, NULL);
+    if (!b)
+        return;
+    struct blkioq *q = blkio_get_queue(b, 0);
+    memset(buf, 0xee, sizeof(buf));
+    for (int i = 0; i < N; i++)
+        blkioq_read(q, (uint64_t)i * LEN, buf + i * LEN, LEN, (void *)(uintptr_t)i, 0);
+    CHECK_INT(blkioq_do_io(q, c, 0, 0, NULL), 0, "submit 32 reads of 32 KiB");
+    CHECK_INT(truncate(path, 2 * LEN), 0, "truncate the file to 64 KiB with them in flight");
+    struct timespec t = {10, 0};
+    while (got < N) {
+        int n = blkioq_do_io(q, c, N - got, N - got, &t);
+        if (n <= 0)
+            break;
+        for (int k = 0; k < n; k++) {
+            int i = (int)(uintptr_t)c[k].user_data;
+            bool data = h_verify(buf + i * LEN, LEN, (uint64_t)i * LEN, 5) < 0;
+            bool zeros = h_verify_byte(buf + i * LEN, LEN, 0) < 0;
+            if (c[k].ret == 0 && data)
+                ok++;
+            else if (c[k].ret == 0 && zeros && i >= 2)
+                zero++; /* counts reads that ran past the new end */
+            else
+                wrong++;
+            low_failed += i < 2 && !(c[k].ret == 0 && data);
+        }
+        got += n;
+    }
+    CHECK(got == N && ok + zero == N && wrong == 0 && low_failed == 0,
+          "truncated in flight: %d of %d complete, %d with the file's data, %d with zeros "
+          "(past the new end), %d otherwise, %d wrong below the new end",
+          got, N, ok, zero, wrong, low_failed);
+    /* The same reads after the truncation: 2 below the end, 30 beyond. */
+    ok = zero = wrong = got = 0;
+    memset(buf, 0xee, sizeof(buf));
+    for (int i = 0; i < N; i++)
+        blkioq_read(q, (uint64_t)i * LEN, buf + i * LEN, LEN, (void *)(uintptr_t)i, 0);
+    t = (struct timespec){10, 0};
+    while (got < N) {
+        int n = blkioq_do_io(q, c, N - got, N - got, &t);
+        if (n <= 0)
+            break;
+        for (int k = 0; k < n; k++) {
+            int i = (int)(uintptr_t)c[k].user_data;
+            bool data = h_verify(buf + i * LEN, LEN, (uint64_t)i * LEN, 5) < 0;
+            bool zeros = h_verify_byte(buf + i * LEN, LEN, 0) < 0;
+            ok += c[k].ret == 0 && i < 2 && data;
+            zero += c[k].ret == 0 && i >= 2 && zeros;
+            wrong += !(c[k].ret == 0 && (i < 2 ? data : zeros));
+        }
+        got += n;
+    }
+    CHECK(got == N && ok == 2 && zero == N - 2 && wrong == 0,
+          "after the truncation: the 2 reads below the end return the data, the 30 beyond "
+          "read zeros (%d with data, %d with zeros, %d otherwise)", ok, zero, wrong);
+    blkio_destroy(&b);
+}
+
 static void test_durability(const char *path)
 {
     static uint8_t buf[2 * BLOCK];
@@ -120,6 +195,7 @@ static void test_durability(const char *path)
 int main(void)
 {
     test_durability(h_scratch(1 << 20));
+    test_truncated_in_flight(h_scratch(1 << 20));
     test_full_file_system();
     return h_done();
 }
