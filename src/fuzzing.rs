@@ -553,7 +553,7 @@ pub fn vhost_user_reply(data: &[u8]) {
         // the descriptor in its receive queue and never maps it.
         unsafe { crate::core::region::release(&region) };
         mapped?;
-        let call = vmm_sys_util::eventfd::EventFd::new(libc::EFD_CLOEXEC).expect("eventfd");
+        let call = crate::core::sys::eventfd(false).expect("eventfd");
         let setup = QueueSetup {
             index: 0,
             size: 16,

@@ -2,8 +2,10 @@
 //! allocated and mapped regions (keyed by the complete 40-byte value).
 
 use std::ffi::c_void;
+use std::os::fd::{AsRawFd, IntoRawFd};
 
 use super::error::{Error, Result};
+use super::sys;
 
 /// `struct blkio_mem_region` (40 bytes, docs/contract/abi.md §2.2).
 #[repr(C)]
@@ -30,48 +32,27 @@ pub fn allocate(len: usize, align: u64) -> Result<MemRegion> {
     if len == 0 {
         return Err(Error::from_errno(libc::EINVAL));
     }
-    // SAFETY: plain system calls on a name we own; every failure path
-    // closes the descriptor.
-    unsafe {
-        let fd = libc::memfd_create(c"libblkio-buf".as_ptr(), libc::MFD_CLOEXEC);
-        if fd < 0 {
-            return Err(Error::last_os_error());
-        }
-        if libc::ftruncate(fd, len as libc::off_t) < 0 {
-            let e = Error::last_os_error();
-            libc::close(fd);
-            return Err(e);
-        }
-        let addr = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        if addr == libc::MAP_FAILED {
-            let e = Error::last_os_error();
-            libc::close(fd);
-            return Err(e);
-        }
-        if align > 1 && (addr as u64) % align != 0 {
-            libc::munmap(addr, len);
-            libc::close(fd);
-            return Err(Error::new(
-                libc::EOVERFLOW,
-                format!("Address {addr:p} violates mem-region-alignment {align}"),
-            ));
-        }
-        Ok(MemRegion {
-            addr,
-            len,
-            iova: 0,
-            fd_offset: 0,
-            fd,
-            flags: 0,
-        })
+    let fd = sys::memfd(c"libblkio-buf", len)?;
+    let addr = sys::map_shared(fd.as_raw_fd(), len)?
+        .as_ptr()
+        .cast::<c_void>();
+    if align > 1 && (addr as u64) % align != 0 {
+        // SAFETY: the mapping made just above, used by nothing yet.
+        unsafe { libc::munmap(addr, len) };
+        return Err(Error::new(
+            libc::EOVERFLOW,
+            format!("Address {addr:p} violates mem-region-alignment {align}"),
+        ));
     }
+    // The descriptor now belongs to the C struct; `release` closes it.
+    Ok(MemRegion {
+        addr,
+        len,
+        iova: 0,
+        fd_offset: 0,
+        fd: fd.into_raw_fd(),
+        flags: 0,
+    })
 }
 
 /// Releases a region made by [`allocate`].

@@ -1,21 +1,61 @@
 //! Thin, documented wrappers around the few system calls the core and
 //! several drivers share.
 
+use std::ffi::CStr;
 use std::fs;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use vmm_sys_util::eventfd::EventFd;
 
 use super::error::{Error, Result};
 
-/// A new eventfd with `EFD_CLOEXEC | EFD_NONBLOCK`.
-pub fn eventfd() -> Result<OwnedFd> {
-    // SAFETY: eventfd has no memory arguments; the result is checked.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+/// A new eventfd with `EFD_CLOEXEC`, and `EFD_NONBLOCK` when
+/// `nonblocking`: the one way the library makes eventfds (completion fds,
+/// virtqueue kick and call). The type is vmm-sys-util's [`EventFd`].
+pub fn eventfd(nonblocking: bool) -> Result<EventFd> {
+    let flags = libc::EFD_CLOEXEC | if nonblocking { libc::EFD_NONBLOCK } else { 0 };
+    EventFd::new(flags).map_err(Error::os)
+}
+
+/// A memfd of `len` bytes (zeroed), close-on-exec: the one way the
+/// library makes shared memory a device can map too (memory regions of
+/// `blkio_alloc_mem_region`, the virtqueue block).
+pub fn memfd(name: &CStr, len: usize) -> Result<OwnedFd> {
+    // SAFETY: memfd_create with a NUL-terminated name; checked.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
         return Err(Error::last_os_error());
     }
-    // SAFETY: `fd` is a new descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // SAFETY: a new descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = libc::off_t::try_from(len).map_err(|_| Error::from_errno(libc::EINVAL))?;
+    // SAFETY: ftruncate on our own descriptor; checked.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } < 0 {
+        return Err(Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Maps `len` bytes of `fd` from offset 0, shared and read-write.
+pub fn map_shared(fd: RawFd, len: usize) -> Result<NonNull<u8>> {
+    // SAFETY: a new mapping chosen by the kernel; nothing existing is
+    // touched; the result is checked.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(Error::last_os_error());
+    }
+    NonNull::new(addr.cast()).ok_or_else(|| Error::from_errno(libc::ENOMEM))
 }
 
 /// `fstat(fd)`.

@@ -7,9 +7,11 @@
 //! the completion queue can never overflow.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
+
 use std::sync::Arc;
 use std::time::Duration;
+use vmm_sys_util::eventfd::EventFd;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -73,7 +75,7 @@ pub struct RingQueue {
     /// The request path's view of the SQ and CQ.
     rings: Rings<squeue::Entry, cqueue::Entry>,
     reqs: Requests,
-    eventfd: Option<OwnedFd>,
+    eventfd: Option<EventFd>,
 }
 
 /// The requests in the ring: everything but the ring itself, so that the
@@ -115,7 +117,7 @@ impl RingQueue {
         let eventfd = if poll {
             None
         } else {
-            let fd = sys::eventfd()?;
+            let fd = sys::eventfd(true)?;
             submitter.register_eventfd(fd.as_raw_fd())?;
             Some(fd)
         };

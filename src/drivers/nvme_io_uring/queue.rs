@@ -9,9 +9,11 @@
 //! report's buffer); slots never move while busy.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
+
 use std::sync::Arc;
 use std::time::Duration;
+use vmm_sys_util::eventfd::EventFd;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -57,7 +59,7 @@ pub struct NvmeQueue {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     busy: usize,
-    eventfd: OwnedFd,
+    eventfd: EventFd,
 }
 
 impl NvmeQueue {
@@ -71,7 +73,7 @@ impl NvmeQueue {
         }
         let submitter = ring.submitter();
         submitter.register_files(&[ns.fd.as_raw_fd()])?;
-        let eventfd = sys::eventfd()?;
+        let eventfd = sys::eventfd(true)?;
         submitter.register_eventfd(eventfd.as_raw_fd())?;
         let capacity = ring.params().cq_entries();
         Ok(NvmeQueue {

@@ -1,13 +1,13 @@
 //! The virtqueue memory block of an instance (docs/contract/virtio.md §3): one shared
 //! memfd mapping holding, per queue, the ring and the request records.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::record::RECORD_LEN;
 use super::virtqueue::{packed, split};
 use crate::core::region::MemRegion;
-use crate::core::{Error, Result};
+use crate::core::{sys, Result};
 
 /// Where the parts of one queue's block are (docs/contract/virtio.md §3.2). The
 /// descriptors start at offset 0.
@@ -58,35 +58,9 @@ unsafe impl Sync for QueueMemory {}
 
 impl QueueMemory {
     pub fn new(len: usize) -> Result<QueueMemory> {
-        // SAFETY: memfd_create with a NUL-terminated name; checked.
-        let fd = unsafe { libc::memfd_create(c"virtio-ring".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::last_os_error());
-        }
-        // SAFETY: a new descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: ftruncate/mmap on our memfd; results checked.
-        unsafe {
-            if libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) < 0 {
-                return Err(Error::last_os_error());
-            }
-            let addr = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            );
-            if addr == libc::MAP_FAILED {
-                return Err(Error::last_os_error());
-            }
-            Ok(QueueMemory {
-                addr: NonNull::new_unchecked(addr.cast()),
-                len,
-                fd,
-            })
-        }
+        let fd = sys::memfd(c"virtio-ring", len)?;
+        let addr = sys::map_shared(fd.as_raw_fd(), len)?;
+        Ok(QueueMemory { addr, len, fd })
     }
 
     /// The block as a memory region, for registration with the device.

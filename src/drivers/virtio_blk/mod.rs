@@ -24,8 +24,6 @@ pub mod virtqueue;
 
 use std::sync::Arc;
 
-use vmm_sys_util::eventfd::EventFd;
-
 use crate::core::config::{self as common, Config, Configured};
 use crate::core::instance::{Driver, StartedQueues};
 use crate::core::property::{check, Access, PropType, Property, Value};
@@ -190,7 +188,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
 
         let addr = transport.address_space();
         let calls = (0..total)
-            .map(|_| EventFd::new(libc::EFD_CLOEXEC).map_err(Error::os))
+            .map(|_| crate::core::sys::eventfd(false))
             .collect::<Result<Vec<_>>>()?;
         let setups = calls
             .iter()

@@ -20,7 +20,6 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ref, ioctl_with_ref};
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr};
 
@@ -407,7 +406,7 @@ impl Transport for VhostVdpa {
                 unsafe { ioctl_with_ref(&self.fd, VHOST_SET_VRING_ADDR(), &addr) },
                 "VHOST_SET_VRING_ADDR",
             )?;
-            let kick = EventFd::new(libc::EFD_CLOEXEC).map_err(Error::os)?;
+            let kick = crate::core::sys::eventfd(false)?;
             self.vring_file(
                 VHOST_SET_VRING_KICK(),
                 q.index,

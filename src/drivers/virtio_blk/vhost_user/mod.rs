@@ -19,7 +19,6 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use vhost::vhost_user::message::{FrontendReq, VhostUserProtocolFeatures};
-use vmm_sys_util::eventfd::EventFd;
 
 use super::config::bit;
 use super::transport::{EventFdKick, Identity, QueueSetup, Transport, CONFIG_LEN};
@@ -204,7 +203,7 @@ impl Transport for VhostUser {
                 chunk.copy_from_slice(&v.to_ne_bytes());
             }
             ch.set(FrontendReq::SET_VRING_ADDR, &addr, &[])?;
-            let kick = EventFd::new(libc::EFD_CLOEXEC).map_err(Error::os)?;
+            let kick = crate::core::sys::eventfd(false)?;
             ch.set_u64(
                 FrontendReq::SET_VRING_KICK,
                 index.into(),

@@ -324,7 +324,7 @@ fn kick_and_call_carry_their_eventfds() {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let peer = thread::spawn(move || backend(theirs, Fault::None));
     let mut vu = VhostUser::handshake(Channel::new(ours), 1 << 32).expect("handshake");
-    let call = EventFd::new(libc::EFD_CLOEXEC).expect("eventfd");
+    let call = crate::core::sys::eventfd(false).expect("eventfd");
     let setup = QueueSetup {
         index: 0,
         size: 16,
