@@ -85,12 +85,58 @@ static void test_full_file_system(void)
     rmdir(dir);
 }
 
+enum { TRUNC_READS = 32, TRUNC_LEN = 32768 };
+
+/* Queues the TRUNC_READS reads that cover the 1 MiB file, read i into
+ * buf + i * TRUNC_LEN (user_data i), over a buffer of stale 0xee bytes. */
+static void queue_reads(struct blkioq *q, uint8_t *buf)
+{
+    memset(buf, 0xee, TRUNC_READS * TRUNC_LEN);
+    for (int i = 0; i < TRUNC_READS; i++)
+        blkioq_read(q, (uint64_t)i * TRUNC_LEN, buf + i * TRUNC_LEN, TRUNC_LEN,
+                    (void *)(uintptr_t)i, 0);
+}
+
+/* What read i left in its buffer. */
+enum outcome { DATA, ZEROS, OTHER };
+
+/* Waits (10 s) for the reads queued by queue_reads; sets outcome[i] to
+ * DATA (ret 0, the file's pattern), ZEROS (ret 0, all zeros) or OTHER
+ * (also for a read that did not complete). Returns the number of
+ * completions. */
+static int wait_reads(struct blkioq *q, const uint8_t *buf, enum outcome outcome[])
+{
+    struct blkio_completion c[TRUNC_READS];
+    struct timespec t = {10, 0};
+    int got = 0;
+    for (int i = 0; i < TRUNC_READS; i++)
+        outcome[i] = OTHER;
+    while (got < TRUNC_READS) {
+        int n = blkioq_do_io(q, c, TRUNC_READS - got, TRUNC_READS - got, &t);
+        if (n <= 0)
+            break;
+        for (int k = 0; k < n; k++) {
+            int i = (int)(uintptr_t)c[k].user_data;
+            const uint8_t *p = buf + i * TRUNC_LEN;
+            if (c[k].ret == 0 && h_verify(p, TRUNC_LEN, (uint64_t)i * TRUNC_LEN, 5) < 0)
+                outcome[i] = DATA;
+            else if (c[k].ret == 0 && h_verify_byte(p, TRUNC_LEN, 0) < 0)
+                outcome[i] = ZEROS;
+            else
+                outcome[i] = OTHER;
+        }
+        got += n;
+    }
+    return got;
+}
+
 static void test_truncated_in_flight(const char *path)
 {
-    enum { N = 32, LEN = 32768 };
+    enum { N = TRUNC_READS, LEN = TRUNC_LEN, BELOW = 2 /* reads below the new end */ };
     static uint8_t buf[N * LEN];
-    struct blkio_completion c[N];
-    int ok = 0, zero = 0, wrong = 0, low_failed = 0, got = 0;
+    enum outcome outcome[N];
+    struct blkio_completion c[1];
+    int ok = 0, zero = 0, wrong = 0, low_failed = 0, got;
     if (!h_write_file(path, 0, N * LEN, 5)) {
         CHECK(false, "write the 1 MiB pattern");
         return;
@@ -99,53 +145,28 @@ static void test_truncated_in_flight(const char *path)
     if (!b)
         return;
     struct blkioq *q = blkio_get_queue(b, 0);
-    memset(buf, 0xee, sizeof(buf));
-    for (int i = 0; i < N; i++)
-        blkioq_read(q, (uint64_t)i * LEN, buf + i * LEN, LEN, (void *)(uintptr_t)i, 0);
+    queue_reads(q, buf);
     CHECK_INT(blkioq_do_io(q, c, 0, 0, NULL), 0, "submit 32 reads of 32 KiB");
-    CHECK_INT(truncate(path, 2 * LEN), 0, "truncate the file to 64 KiB with them in flight");
-    struct timespec t = {10, 0};
-    while (got < N) {
-        int n = blkioq_do_io(q, c, N - got, N - got, &t);
-        if (n <= 0)
-            break;
-        for (int k = 0; k < n; k++) {
-            int i = (int)(uintptr_t)c[k].user_data;
-            bool data = h_verify(buf + i * LEN, LEN, (uint64_t)i * LEN, 5) < 0;
-            bool zeros = h_verify_byte(buf + i * LEN, LEN, 0) < 0;
-            if (c[k].ret == 0 && data)
-                ok++;
-            else if (c[k].ret == 0 && zeros && i >= 2)
-                zero++; /* counts reads that ran past the new end */
-            else
-                wrong++;
-            low_failed += i < 2 && !(c[k].ret == 0 && data);
-        }
-        got += n;
+    CHECK_INT(truncate(path, BELOW * LEN), 0, "truncate the file to 64 KiB with them in flight");
+    got = wait_reads(q, buf, outcome);
+    for (int i = 0; i < N; i++) {
+        ok += outcome[i] == DATA;
+        zero += outcome[i] == ZEROS && i >= BELOW; /* reads that ran past the new end */
+        wrong += outcome[i] == OTHER || (outcome[i] == ZEROS && i < BELOW);
+        low_failed += i < BELOW && outcome[i] != DATA;
     }
     CHECK(got == N && ok + zero == N && wrong == 0 && low_failed == 0,
           "truncated in flight: %d of %d complete, %d with the file's data, %d with zeros "
           "(past the new end), %d otherwise, %d wrong below the new end",
           got, N, ok, zero, wrong, low_failed);
     /* The same reads after the truncation: 2 below the end, 30 beyond. */
-    ok = zero = wrong = got = 0;
-    memset(buf, 0xee, sizeof(buf));
-    for (int i = 0; i < N; i++)
-        blkioq_read(q, (uint64_t)i * LEN, buf + i * LEN, LEN, (void *)(uintptr_t)i, 0);
-    t = (struct timespec){10, 0};
-    while (got < N) {
-        int n = blkioq_do_io(q, c, N - got, N - got, &t);
-        if (n <= 0)
-            break;
-        for (int k = 0; k < n; k++) {
-            int i = (int)(uintptr_t)c[k].user_data;
-            bool data = h_verify(buf + i * LEN, LEN, (uint64_t)i * LEN, 5) < 0;
-            bool zeros = h_verify_byte(buf + i * LEN, LEN, 0) < 0;
-            ok += c[k].ret == 0 && i < 2 && data;
-            zero += c[k].ret == 0 && i >= 2 && zeros;
-            wrong += !(c[k].ret == 0 && (i < 2 ? data : zeros));
-        }
-        got += n;
+    ok = zero = wrong = 0;
+    queue_reads(q, buf);
+    got = wait_reads(q, buf, outcome);
+    for (int i = 0; i < N; i++) {
+        ok += i < BELOW && outcome[i] == DATA;
+        zero += i >= BELOW && outcome[i] == ZEROS;
+        wrong += outcome[i] != (i < BELOW ? DATA : ZEROS);
     }
     CHECK(got == N && ok == 2 && zero == N - 2 && wrong == 0,
           "after the truncation: the 2 reads below the end return the data, the 30 beyond "
