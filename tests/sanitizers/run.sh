@@ -21,20 +21,8 @@ status=0
 pass() { echo "ok - $1"; }
 fail() { echo "not ok - $1"; status=1; }
 
-# run_scratch COMMAND...: with the library on LD_LIBRARY_PATH and fresh
-# scratch directories, as tests/run.sh runs the C tests.
-run_scratch() {
-    local scratch tmpfs="" rc
-    scratch=$(mktemp -d "${TMPDIR:-/var/tmp}/blkio-san.XXXXXX")
-    if [ "$(stat -f -c %T /dev/shm 2> /dev/null)" = tmpfs ]; then
-        tmpfs=$(mktemp -d /dev/shm/blkio-san.XXXXXX)
-    fi
-    BLKIO_TEST_DIR=$scratch BLKIO_TEST_TMPFS=$tmpfs LD_LIBRARY_PATH=$libdir \
-        timeout -k 10 600 "$@"
-    rc=$?
-    rm -rf "$scratch" ${tmpfs:+"$tmpfs"}
-    return "$rc"
-}
+# shellcheck source=tests/lib/scratch.sh
+. "$root/tests/lib/scratch.sh"
 
 # --- 1. C tests with ASan + UBSan --------------------------------------------
 if ! cargo build -q; then

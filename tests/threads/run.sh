@@ -23,14 +23,8 @@ status=0
 pass() { echo "ok - $1"; }
 fail() { echo "not ok - $1"; status=1; }
 
-run_scratch() {
-    local scratch rc
-    scratch=$(mktemp -d "${TMPDIR:-/var/tmp}/blkio-threads.XXXXXX")
-    BLKIO_TEST_DIR=$scratch LD_LIBRARY_PATH=$libdir timeout -k 10 600 "$@"
-    rc=$?
-    rm -rf "$scratch"
-    return "$rc"
-}
+# shellcheck source=tests/lib/scratch.sh
+. "$root/tests/lib/scratch.sh"
 
 if ! cargo build -q; then
     fail "cargo build"
