@@ -51,9 +51,6 @@ const VERSION_1: u32 = 0x1;
 /// The largest body we ever send (a config request with its 60 bytes).
 const MAX_BODY: usize = 256;
 
-/// At most this many descriptors ride on one message.
-const MAX_FDS: usize = 8;
-
 /// Checks a reply header against the request it answers; returns `Ok`
 /// when it is exactly what a well-behaved back-end sends.
 pub fn check_reply_header(req: FrontendReq, body_len: usize, hdr: &[u8; HEADER_LEN]) -> Result<()> {
@@ -186,7 +183,8 @@ impl Channel {
 
     /// Sends header and body in one `sendmsg`, with `fds` as `SCM_RIGHTS`.
     fn send(&self, req: FrontendReq, body: &[u8], fds: &[RawFd]) -> Result<()> {
-        assert!(body.len() <= MAX_BODY && fds.len() <= MAX_FDS);
+        // The descriptor count is checked by `send_with_fds`.
+        assert!(body.len() <= MAX_BODY);
         let mut flags = VERSION_1;
         if self.need_reply {
             flags |= VhostUserHeaderFlag::NEED_REPLY.bits();
