@@ -216,7 +216,17 @@ fn property_errors() {
     );
     let e = b.set("direct", "yes").unwrap_err();
     assert_eq!(e.message(), "Value must be \"true\" or \"false\"");
-    assert!(std::error::Error::source(&e).is_some());
+    // A bad value has no operating-system error behind it ...
+    assert!(std::error::Error::source(&e).is_none());
+    // ... a failed open has: source() is the io::Error of the call.
+    let missing = Blkio::new("io_uring").unwrap();
+    missing.set("path", "/nonexistent/blkio-api-test").unwrap();
+    let e = missing.connect().unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT);
+    let os = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("the open's io::Error");
+    assert_eq!(os.raw_os_error(), Some(libc::ENOENT));
     b.set("path", file.path()).unwrap();
     assert_eq!(b.get::<String>("path").unwrap(), file.path());
     let b = b.connect().unwrap();

@@ -75,7 +75,7 @@ pub struct Error {
     kind: ErrorKind,
     errno: i32,
     message: Cow<'static, str>,
-    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    source: Option<std::io::Error>,
 }
 
 impl Error {
@@ -107,11 +107,12 @@ impl Error {
 
 impl From<core::Error> for Error {
     fn from(e: core::Error) -> Self {
+        let (errno, message, source) = e.into_parts();
         Error {
-            kind: ErrorKind::from_errno(e.errno()),
-            errno: e.errno(),
-            message: Cow::Owned(e.message().to_owned()),
-            source: Some(Box::new(e)),
+            kind: ErrorKind::from_errno(errno),
+            errno,
+            message,
+            source,
         }
     }
 }
@@ -133,12 +134,10 @@ impl fmt::Debug for Error {
 }
 
 impl StdError for Error {
-    /// The library's internal error this one was made from, when there is
-    /// one; its own `source()` is the operating-system error, if any.
+    /// The operating-system error behind this one, when there is one (a
+    /// failed system call, or a transport whose system call failed).
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
     }
 }
 

@@ -1,47 +1,166 @@
 //! The error type used everywhere inside the library.
 //!
-//! An [`Error`] carries a positive errno value and a human-readable message.
-//! Only the C API layer turns it into a negative return value and the
-//! thread-local message of `blkio_get_error_msg()`.
+//! An [`Error`] says what kind of failure happened (a timeout, a signal, a
+//! failed system call with its [`io::Error`], a device that broke its
+//! contract, a bad argument, a call in the wrong state, ...) and carries the
+//! message `blkio_get_error_msg()` reports. Code inside the library matches
+//! on the variants; the errno the C API returns (negated) comes from one
+//! function, [`Error::errno`], which the C layer (`src/capi`) and the public
+//! Rust API's `Error::errno()` both use.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io;
 
-/// A failure: an errno value (positive, e.g. `libc::EINVAL`) and a message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Error {
-    errno: i32,
-    msg: Cow<'static, str>,
+/// A message: a static text on the paths that must not allocate, or a
+/// formatted one.
+pub type Message = Cow<'static, str>;
+
+/// A failure inside the library. The `Display` text of every variant is
+/// its message, worded as upstream libblkio words it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A wait's timeout ran out before enough completions arrived
+    /// (`ETIME`).
+    #[error("{0}")]
+    TimedOut(Message),
+    /// A signal interrupted a wait or a system call (`EINTR`).
+    #[error("{0}")]
+    Interrupted(Message),
+    /// Nothing can be done now; trying again later may succeed (`EAGAIN`).
+    #[error("{0}")]
+    WouldBlock(Message),
+    /// Any other failed system call; the errno is the OS error's.
+    #[error("{message}")]
+    Os {
+        /// What the operating system reported.
+        #[source]
+        err: io::Error,
+        /// Its text, `"<strerror> (os error N)"`.
+        message: Message,
+    },
+    /// The device or the transport to it failed or broke its protocol: a
+    /// malformed vhost-user reply, a virtqueue the device corrupted, a
+    /// register that does not read back (`EIO`). When a system call on the
+    /// transport failed, its OS error is kept as the source.
+    #[error("{message}")]
+    Device {
+        /// What went wrong.
+        message: Message,
+        /// The OS error behind it, if any.
+        #[source]
+        err: Option<io::Error>,
+    },
+    /// An argument or property value is not acceptable (`EINVAL`).
+    #[error("{0}")]
+    InvalidArgument(Message),
+    /// No such driver, property, queue or path (`ENOENT`).
+    #[error("{0}")]
+    NotFound(Message),
+    /// A property accessed with another type than its own (`ENOTTY`).
+    #[error("{0}")]
+    WrongType(Message),
+    /// A read-only property was written (`EACCES`).
+    #[error("{0}")]
+    ReadOnly(Message),
+    /// The call needs a connected instance (`ENODEV`).
+    #[error("{0}")]
+    NotConnected(Message),
+    /// The instance is in a state that does not allow the call, or the
+    /// resource is in use (`EBUSY`).
+    #[error("{0}")]
+    BadState(Message),
+    /// The driver or the device cannot do this (`ENOTSUP`).
+    #[error("{0}")]
+    NotSupported(Message),
+    /// Any other errno with its message (`EROFS`, `ENOSPC`, `EOVERFLOW`,
+    /// ...).
+    #[error("{message}")]
+    Other {
+        /// The positive errno value.
+        errno: i32,
+        /// The message.
+        message: Message,
+    },
 }
 
 /// Result type of the library's internals.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// An error with an explicit errno and message.
-    pub fn new(errno: i32, msg: impl Into<Cow<'static, str>>) -> Self {
-        Error {
-            errno,
-            msg: msg.into(),
+    /// The variant for `errno` (positive) with `msg` as its message.
+    ///
+    /// `Error::new(e, m).errno() == e` for every `e`.
+    pub fn new(errno: i32, msg: impl Into<Message>) -> Self {
+        let msg = msg.into();
+        match errno {
+            libc::ETIME => Error::TimedOut(msg),
+            libc::EINTR => Error::Interrupted(msg),
+            libc::EAGAIN => Error::WouldBlock(msg),
+            libc::EIO => Error::device(msg),
+            libc::EINVAL => Error::InvalidArgument(msg),
+            libc::ENOENT => Error::NotFound(msg),
+            libc::ENOTTY => Error::WrongType(msg),
+            libc::EACCES => Error::ReadOnly(msg),
+            libc::ENODEV => Error::NotConnected(msg),
+            libc::EBUSY => Error::BadState(msg),
+            libc::ENOTSUP => Error::NotSupported(msg),
+            errno => Error::Other {
+                errno,
+                message: msg,
+            },
         }
     }
 
     /// `EINVAL` with a message.
-    pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(libc::EINVAL, msg)
+    pub fn invalid(msg: impl Into<Message>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+
+    /// A device or transport failure (`EIO`) without an OS error.
+    pub fn device(msg: impl Into<Message>) -> Self {
+        Error::Device {
+            message: msg.into(),
+            err: None,
+        }
+    }
+
+    /// A device or transport failure (`EIO`) caused by the OS error `err`.
+    pub fn transport(msg: impl Into<Message>, err: io::Error) -> Self {
+        Error::Device {
+            message: msg.into(),
+            err: Some(err),
+        }
+    }
+
+    /// The driver or device cannot do this (`ENOTSUP`).
+    pub fn not_supported(msg: impl Into<Message>) -> Self {
+        Error::NotSupported(msg.into())
     }
 
     /// An OS error, worded like upstream: `"<strerror> (os error N)"`.
+    /// `EINTR`, `EAGAIN` and `ETIME` become [`Error::Interrupted`],
+    /// [`Error::WouldBlock`] and [`Error::TimedOut`].
     ///
     /// The errors a wait can return in normal operation come from static
     /// texts, so that the request path never allocates (tests/alloc_free.rs)
     /// even when `io_uring_enter` is interrupted and retried.
     pub fn os(err: io::Error) -> Self {
-        let errno = err.raw_os_error().unwrap_or(libc::EIO);
-        match static_os_message(errno) {
-            Some(msg) => Error::new(errno, msg),
-            None => Error::new(errno, err.to_string()),
+        let Some(errno) = err.raw_os_error() else {
+            let message = err.to_string().into();
+            return Error::Device {
+                message,
+                err: Some(err),
+            };
+        };
+        let message: Message = match static_os_message(errno) {
+            Some(msg) => msg.into(),
+            None => err.to_string().into(),
+        };
+        match errno {
+            libc::EINTR => Error::Interrupted(message),
+            libc::EAGAIN => Error::WouldBlock(message),
+            libc::ETIME => Error::TimedOut(message),
+            _ => Error::Os { err, message },
         }
     }
 
@@ -57,22 +176,72 @@ impl Error {
 
     /// "Device must be connected" (`ENODEV`).
     pub fn not_connected() -> Self {
-        Self::new(libc::ENODEV, "Device must be connected")
+        Error::NotConnected("Device must be connected".into())
     }
 
     /// "Device must be started" (`EBUSY`).
     pub fn not_started() -> Self {
-        Self::new(libc::EBUSY, "Device must be started")
+        Error::BadState("Device must be started".into())
     }
 
-    /// The positive errno value.
+    /// The positive errno value the C API returns (negated) for this
+    /// error: the one place where variants become errno numbers.
     pub fn errno(&self) -> i32 {
-        self.errno
+        match self {
+            Error::TimedOut(_) => libc::ETIME,
+            Error::Interrupted(_) => libc::EINTR,
+            Error::WouldBlock(_) => libc::EAGAIN,
+            Error::Os { err, .. } => err.raw_os_error().unwrap_or(libc::EIO),
+            Error::Device { .. } => libc::EIO,
+            Error::InvalidArgument(_) => libc::EINVAL,
+            Error::NotFound(_) => libc::ENOENT,
+            Error::WrongType(_) => libc::ENOTTY,
+            Error::ReadOnly(_) => libc::EACCES,
+            Error::NotConnected(_) => libc::ENODEV,
+            Error::BadState(_) => libc::EBUSY,
+            Error::NotSupported(_) => libc::ENOTSUP,
+            Error::Other { errno, .. } => *errno,
+        }
     }
 
-    /// The message.
+    /// The message (the `Display` text, without allocating).
     pub fn message(&self) -> &str {
-        &self.msg
+        match self {
+            Error::TimedOut(m)
+            | Error::Interrupted(m)
+            | Error::WouldBlock(m)
+            | Error::InvalidArgument(m)
+            | Error::NotFound(m)
+            | Error::WrongType(m)
+            | Error::ReadOnly(m)
+            | Error::NotConnected(m)
+            | Error::BadState(m)
+            | Error::NotSupported(m)
+            | Error::Os { message: m, .. }
+            | Error::Device { message: m, .. }
+            | Error::Other { message: m, .. } => m,
+        }
+    }
+
+    /// The errno, the message and the OS error behind it, if any (for the
+    /// public API's error, which keeps all three).
+    pub fn into_parts(self) -> (i32, Message, Option<io::Error>) {
+        let errno = self.errno();
+        match self {
+            Error::Os { err, message } => (errno, message, Some(err)),
+            Error::Device { message, err } => (errno, message, err),
+            Error::TimedOut(m)
+            | Error::Interrupted(m)
+            | Error::WouldBlock(m)
+            | Error::InvalidArgument(m)
+            | Error::NotFound(m)
+            | Error::WrongType(m)
+            | Error::ReadOnly(m)
+            | Error::NotConnected(m)
+            | Error::BadState(m)
+            | Error::NotSupported(m)
+            | Error::Other { message: m, .. } => (errno, m, None),
+        }
     }
 }
 
@@ -93,20 +262,6 @@ impl From<io::Error> for Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Error({}, {:?})", self.errno, self.msg)
-    }
-}
-
-impl std::error::Error for Error {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,10 +271,18 @@ mod tests {
         let e = Error::from_errno(libc::ENOENT);
         assert_eq!(e.errno(), libc::ENOENT);
         assert_eq!(e.message(), "No such file or directory (os error 2)");
-        assert_eq!(
-            Error::from_errno(libc::ETIME).message(),
-            "Timer expired (os error 62)"
-        );
+        assert_eq!(e.to_string(), e.message());
+        let e = Error::from_errno(libc::ETIME);
+        assert!(matches!(e, Error::TimedOut(_)), "{e:?}");
+        assert_eq!(e.message(), "Timer expired (os error 62)");
+        assert!(matches!(
+            Error::from_errno(libc::EINTR),
+            Error::Interrupted(_)
+        ));
+        assert!(matches!(
+            Error::from_errno(libc::EAGAIN),
+            Error::WouldBlock(_)
+        ));
     }
 
     #[test]
@@ -127,6 +290,32 @@ mod tests {
         for errno in [libc::EINTR, libc::EAGAIN, libc::EBUSY, libc::ETIME] {
             let text = io::Error::from_raw_os_error(errno).to_string();
             assert_eq!(static_os_message(errno), Some(text.as_str()));
+            assert_eq!(Error::from_errno(errno).message(), text);
         }
+    }
+
+    #[test]
+    fn every_errno_survives_the_round_trip() {
+        for errno in 1..=133 {
+            let e = Error::new(errno, "text");
+            assert_eq!((e.errno(), e.message()), (errno, "text"));
+            assert_eq!(e.to_string(), "text");
+            assert_eq!(Error::from_errno(errno).errno(), errno);
+        }
+    }
+
+    #[test]
+    fn os_and_transport_errors_keep_their_source() {
+        use std::error::Error as _;
+        let e = Error::from_errno(libc::ECONNREFUSED);
+        let src = e.source().expect("os error source");
+        assert_eq!(src.to_string(), e.message());
+        let e = Error::transport("send failed", io::Error::from_raw_os_error(libc::EPIPE));
+        assert_eq!((e.errno(), e.message()), (libc::EIO, "send failed"));
+        assert!(e.source().is_some());
+        let (errno, msg, err) = e.into_parts();
+        assert_eq!((errno, &*msg), (libc::EIO, "send failed"));
+        assert_eq!(err.and_then(|e| e.raw_os_error()), Some(libc::EPIPE));
+        assert!(Error::invalid("x").source().is_none());
     }
 }
