@@ -554,7 +554,7 @@ impl<D: QueueDriver> QueueCore<D> {
                         return Ok(n);
                     }
                 }
-                Err(e) if e.errno() == libc::EINTR && sig.is_none() => {}
+                Err(Error::Interrupted(_)) if sig.is_none() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -587,7 +587,7 @@ impl<D: QueueDriver> QueueCore<D> {
                 .submit_and_wait(need.min(in_flight), remaining, sig)
             {
                 Ok(()) => {}
-                Err(e) if e.errno() == libc::EINTR && sig.is_none() => {}
+                Err(Error::Interrupted(_)) if sig.is_none() => {}
                 Err(e) => break Err(e),
             }
             entered = true;
@@ -595,7 +595,7 @@ impl<D: QueueDriver> QueueCore<D> {
         };
 
         if let (Some(start), Some(ts), Some(b)) = (started, timeout, budget) {
-            let timed_out = matches!(&result, Err(e) if e.errno() == libc::ETIME);
+            let timed_out = matches!(result, Err(Error::TimedOut(_)));
             let left = if timed_out {
                 Duration::ZERO
             } else {

@@ -641,8 +641,9 @@ impl Drop for RingQueue {
                 Some(left),
                 None,
             );
-            if matches!(&res, Err(e) if e.errno() != libc::EINTR && e.errno() != libc::ETIME) {
-                break;
+            match res {
+                Ok(()) | Err(Error::Interrupted(_) | Error::TimedOut(_)) => {}
+                Err(_) => break,
             }
         }
         if in_kernel > 0 {
