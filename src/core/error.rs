@@ -137,6 +137,32 @@ impl Error {
         Error::NotSupported(msg.into())
     }
 
+    /// No such driver, property, queue or path (`ENOENT`).
+    pub fn not_found(msg: impl Into<Message>) -> Self {
+        Error::NotFound(msg.into())
+    }
+
+    /// A property accessed with another type than its own (`ENOTTY`).
+    pub fn wrong_type(msg: impl Into<Message>) -> Self {
+        Error::WrongType(msg.into())
+    }
+
+    /// A read-only property was written (`EACCES`).
+    pub fn read_only(msg: impl Into<Message>) -> Self {
+        Error::ReadOnly(msg.into())
+    }
+
+    /// The call is not allowed in this state, or the resource is in use
+    /// (`EBUSY`).
+    pub fn bad_state(msg: impl Into<Message>) -> Self {
+        Error::BadState(msg.into())
+    }
+
+    /// A wait's timeout ran out (`ETIME`).
+    pub fn timed_out(msg: impl Into<Message>) -> Self {
+        Error::TimedOut(msg.into())
+    }
+
     /// An OS error, worded like upstream: `"<strerror> (os error N)"`.
     /// `EINTR`, `EAGAIN` and `ETIME` become [`Error::Interrupted`],
     /// [`Error::WouldBlock`] and [`Error::TimedOut`].
@@ -145,16 +171,23 @@ impl Error {
     /// texts, so that the request path never allocates (tests/alloc_free.rs)
     /// even when `io_uring_enter` is interrupted and retried.
     pub fn os(err: io::Error) -> Self {
+        let message: Message = match err.raw_os_error().and_then(static_os_message) {
+            Some(msg) => msg.into(),
+            None => err.to_string().into(),
+        };
+        Self::os_with_message(err, message)
+    }
+
+    /// The OS error `err` with its own message (e.g. `"<what>: <err>"`),
+    /// sorted into variants as [`Error::os`] does; an `io::Error` without
+    /// an OS errno is a [`Error::Device`] failure (`EIO`).
+    pub fn os_with_message(err: io::Error, message: impl Into<Message>) -> Self {
+        let message = message.into();
         let Some(errno) = err.raw_os_error() else {
-            let message = err.to_string().into();
             return Error::Device {
                 message,
                 err: Some(err),
             };
-        };
-        let message: Message = match static_os_message(errno) {
-            Some(msg) => msg.into(),
-            None => err.to_string().into(),
         };
         match errno {
             libc::EINTR => Error::Interrupted(message),

@@ -116,10 +116,7 @@ impl Slots {
                 drop(unsafe { Box::from_raw(ptr.as_ptr()) });
                 Ok(())
             }
-            None => Err(Error::new(
-                libc::ENOENT,
-                format!("no queue with index {index}"),
-            )),
+            None => Err(Error::not_found(format!("no queue with index {index}"))),
         }
     }
 
@@ -155,7 +152,7 @@ impl<D: Driver> Instance<D> {
         D::properties()
             .iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| Error::new(libc::ENOENT, "Unknown property name"))
+            .ok_or_else(|| Error::not_found("Unknown property name"))
     }
 
     fn mem_region_alignment(&self) -> Result<u64> {
@@ -188,10 +185,7 @@ impl<D: Driver> Device for Instance<D> {
                 Ok(())
             }
             State::Connected => Ok(()),
-            State::Started => Err(Error::new(
-                libc::EBUSY,
-                "Cannot set property in connected state",
-            )),
+            State::Started => Err(Error::bad_state("Cannot set property in connected state")),
         }
     }
 
@@ -318,8 +312,7 @@ impl<D: Driver> Device for Instance<D> {
 
     fn add_queue(&mut self, poll: bool) -> Result<i32> {
         if !D::CAN_ADD_QUEUES {
-            return Err(Error::new(
-                libc::ENOTSUP,
+            return Err(Error::not_supported(
                 "Driver does not support dynamically adding queues",
             ));
         }

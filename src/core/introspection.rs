@@ -69,7 +69,7 @@ pub fn get(ty: Option<PropType>, props: &[PropertyInfo]) -> Result<Value> {
 pub fn set(value: &SetValue<'_>) -> Result<()> {
     match value {
         SetValue::Typed(v) if v.ty() != PropType::Str => Err(v.ty().set_mismatch()),
-        _ => Err(Error::new(libc::EACCES, "Property is read-only")),
+        _ => Err(Error::read_only("Property is read-only")),
     }
 }
 

@@ -50,22 +50,19 @@ impl PropType {
 
     /// The -ENOTTY message of a typed getter called on another type.
     pub(crate) fn get_mismatch(self) -> Error {
-        Error::new(
-            libc::ENOTTY,
-            match self {
-                PropType::Bool => "Property is not a bool",
-                PropType::Int => "Property is not an int",
-                PropType::Uint64 => "Property is not an unsigned 64-bit integer",
-                PropType::Str => "Property is not a string",
-            },
-        )
+        Error::wrong_type(match self {
+            PropType::Bool => "Property is not a bool",
+            PropType::Int => "Property is not an int",
+            PropType::Uint64 => "Property is not an unsigned 64-bit integer",
+            PropType::Str => "Property is not a string",
+        })
     }
 
     /// The -ENOTTY message of a typed setter called on another type
     /// (upstream words the uint64 one differently from the getter).
     pub(crate) fn set_mismatch(self) -> Error {
         match self {
-            PropType::Uint64 => Error::new(libc::ENOTTY, "Property is not an unsigned 64-bit int"),
+            PropType::Uint64 => Error::wrong_type("Property is not an unsigned 64-bit int"),
             other => other.get_mismatch(),
         }
     }
@@ -175,18 +172,14 @@ impl Access {
     /// The state check of a setter (docs/contract/abi.md §6.6 steps 5 and 6).
     pub(crate) fn check_set(self, state: State) -> Result<()> {
         match (self, state) {
-            (Access::ReadOnly, _) => Err(Error::new(libc::EACCES, "Property is read-only")),
+            (Access::ReadOnly, _) => Err(Error::read_only("Property is read-only")),
             (Access::Created, State::Created) => Ok(()),
-            (Access::Created, _) => Err(Error::new(
-                libc::EBUSY,
-                "Cannot set property in connected state",
-            )),
+            (Access::Created, _) => Err(Error::bad_state("Cannot set property in connected state")),
             (Access::Connected, State::Created) => Err(Error::not_connected()),
             (Access::Connected, State::Connected) => Ok(()),
-            (Access::Connected, State::Started) => Err(Error::new(
-                libc::EBUSY,
-                "Cannot set property in started state",
-            )),
+            (Access::Connected, State::Started) => {
+                Err(Error::bad_state("Cannot set property in started state"))
+            }
         }
     }
 }
@@ -232,7 +225,7 @@ impl<D> Property<D> {
 }
 
 fn refuse_set<D>(_: &mut D, _: Value) -> Result<()> {
-    Err(Error::new(libc::EACCES, "Property is read-only"))
+    Err(Error::read_only("Property is read-only"))
 }
 
 /// Name, type and access of a property, for introspection.

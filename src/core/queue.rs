@@ -679,7 +679,7 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
     fn take_error(&mut self) -> Error {
         self.error
             .take()
-            .unwrap_or_else(|| Error::new(libc::EIO, "no error recorded for the failed call"))
+            .unwrap_or_else(|| Error::device("no error recorded for the failed call"))
     }
 
     fn completion_fd(&self) -> RawFd {
@@ -693,10 +693,7 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
 
 #[cold]
 fn interruptible_on_poll_queue() -> Error {
-    Error::new(
-        libc::ENOTSUP,
-        "blkioq_do_io_interruptible() is not supported on poll queues",
-    )
+    Error::not_supported("blkioq_do_io_interruptible() is not supported on poll queues")
 }
 
 #[cold]
@@ -706,7 +703,7 @@ fn min_above_outstanding() -> Error {
 
 #[cold]
 fn nothing_in_flight() -> Error {
-    Error::new(libc::EIO, "no request in flight to wait for")
+    Error::device("no request in flight to wait for")
 }
 
 fn timespec_to_duration(ts: &libc::timespec) -> Duration {

@@ -30,7 +30,7 @@ pub const NAMES: &[&str] = &[
 
 /// [`create`], failing as `blkio_create` does for a name it does not know.
 pub fn create_named(name: &str) -> Result<Box<dyn Device>> {
-    create(name).ok_or_else(|| Error::new(libc::ENOENT, "Unknown driver name"))
+    create(name).ok_or_else(|| Error::not_found("Unknown driver name"))
 }
 
 /// A new instance of the named driver, in the created state.

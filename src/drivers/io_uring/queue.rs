@@ -98,8 +98,7 @@ impl RingQueue {
         }
         let ring = builder.build(entries)?;
         if !ring.params().is_feature_ext_arg() {
-            return Err(Error::new(
-                libc::ENOTSUP,
+            return Err(Error::not_supported(
                 "io_uring without IORING_FEAT_EXT_ARG (Linux < 5.11) is not supported",
             ));
         }

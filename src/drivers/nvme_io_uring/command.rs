@@ -119,13 +119,10 @@ impl NvmeCmd {
         match ret {
             0 => Ok(self.result),
             r if r < 0 => Err(Error::last_os_error()),
-            status => Err(Error::new(
-                libc::EIO,
-                format!(
-                    "Admin command {:#04x} failed with NVMe status {status:#x}",
-                    self.opcode
-                ),
-            )),
+            status => Err(Error::device(format!(
+                "Admin command {:#04x} failed with NVMe status {status:#x}",
+                self.opcode
+            ))),
         }
     }
 }

@@ -66,8 +66,7 @@ impl NvmeQueue {
     pub fn new(ns: Arc<Namespace>, entries: u32, read_only: bool) -> Result<Self> {
         let ring = Ring::builder().build(entries)?;
         if !ring.params().is_feature_ext_arg() {
-            return Err(Error::new(
-                libc::ENOTSUP,
+            return Err(Error::not_supported(
                 "io_uring without IORING_FEAT_EXT_ARG (Linux < 5.11) is not supported",
             ));
         }

@@ -71,10 +71,9 @@ impl IovaTable {
     ) -> Result<Mapping> {
         let mut list = self.write();
         if list.iter().any(|m| m.overlaps(addr, len)) {
-            return Err(Error::new(
-                libc::EIO,
-                format!("Address {addr:#x} is already mapped"),
-            ));
+            return Err(Error::device(format!(
+                "Address {addr:#x} is already mapped"
+            )));
         }
         let size = (len as u64).next_multiple_of(align);
         let iova = ranges

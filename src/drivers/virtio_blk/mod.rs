@@ -104,7 +104,7 @@ impl<T: Transport> VirtioBlk<T> {
         if T::ACCEPTS_FD {
             common::set_fd(self, v)
         } else {
-            Err(Error::new(libc::ENOENT, "fd property not supported"))
+            Err(Error::not_found("fd property not supported"))
         }
     }
 
@@ -198,7 +198,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
                 let base = memory.at(offset).as_ptr() as usize;
                 let dev = addr
                     .translate(base, layout.size)
-                    .ok_or_else(|| Error::new(libc::EIO, "virtqueue memory is not mapped"))?;
+                    .ok_or_else(|| Error::device("virtqueue memory is not mapped"))?;
                 Ok(QueueSetup {
                     index,
                     size,
@@ -257,8 +257,7 @@ impl<T: Transport> Driver for VirtioBlk<T> {
 
     fn add_queue(&mut self, _poll: bool) -> Result<Queue> {
         // Unreachable: CAN_ADD_QUEUES is false and the instance refuses.
-        Err(Error::new(
-            libc::ENOTSUP,
+        Err(Error::not_supported(
             "Driver does not support dynamically adding queues",
         ))
     }

@@ -114,7 +114,7 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
         let records_dev = p
             .addr
             .translate(records_at.as_ptr() as usize, records_len)
-            .ok_or_else(|| Error::new(libc::EIO, "virtqueue memory is not mapped"))?;
+            .ok_or_else(|| Error::device("virtqueue memory is not mapped"))?;
         // SAFETY: the records area of this queue's block, kept alive by
         // `_memory`.
         let records = unsafe { Records::new(records_at, p.queue_size as usize) };
@@ -578,7 +578,7 @@ fn too_many_descriptors() -> Refusal {
 }
 
 fn timed_out() -> Error {
-    Error::new(libc::ETIME, "Timed out")
+    Error::timed_out("Timed out")
 }
 
 fn set_nonblocking(fd: RawFd) -> Result<()> {

@@ -130,10 +130,12 @@ pub struct VhostVdpa {
     iovas: IovaTable,
 }
 
-/// The OS error of a failed ioctl as -EIO "<what>: <strerror> (os error N)".
+/// The OS error of a failed ioctl as -EIO "<what>: <strerror> (os error N)",
+/// keeping the OS error as the source.
 fn os_failure(what: &str) -> Error {
     let e = std::io::Error::last_os_error();
-    Error::new(libc::EIO, format!("{what}: {e}"))
+    let message = format!("{what}: {e}");
+    Error::transport(message, e)
 }
 
 /// Runs an ioctl, mapping a negative return to [`os_failure`].
@@ -169,7 +171,7 @@ impl VhostVdpa {
         let old = Self::status(fd)?;
         Self::set_status(fd, old | bits)?;
         if Self::status(fd)? & bits != bits {
-            return Err(Error::new(libc::EIO, "failed to set the status"));
+            return Err(Error::device("failed to set the status"));
         }
         Ok(())
     }
@@ -208,10 +210,9 @@ impl VhostVdpa {
             "VHOST_VDPA_GET_DEVICE_ID",
         )?;
         if id != VIRTIO_ID_BLOCK {
-            return Err(Error::new(
-                libc::ENOTSUP,
-                format!("vDPA device is not a virtio-blk device (device id {id})"),
-            ));
+            return Err(Error::not_supported(format!(
+                "vDPA device is not a virtio-blk device (device id {id})"
+            )));
         }
 
         Self::set_status(fd, 0)?;
@@ -308,11 +309,11 @@ impl Transport for VhostVdpa {
             "Failed to connect to vDPA device path"
         };
         let fd = DeviceFd::new(config, libc::O_WRONLY | libc::O_CLOEXEC)
-            .map_err(|_| Error::new(libc::EIO, failure))?;
+            .map_err(|_| Error::device(failure))?;
         // SET_OWNER fails on anything that is not a free vhost device.
         // SAFETY: an ioctl without argument.
         if unsafe { ioctl(fd.get(), VHOST_SET_OWNER()) } < 0 {
-            return Err(Error::new(libc::EIO, failure));
+            return Err(Error::device(failure));
         }
         let (features, iotlb_v2, range) = Self::negotiate(fd.get(), driver_features)?;
         Ok(VhostVdpa {
@@ -361,7 +362,7 @@ impl Transport for VhostVdpa {
             .reserve(addr, region.len, &[self.range], 4096, false)?;
         if let Err(e) = self.iotlb(VHOST_IOTLB_UPDATE, m.iova, m.len as u64, addr as u64) {
             self.iovas.remove(addr, region.len);
-            return Err(Error::new(libc::EIO, format!("IOTLB update failed: {e}")));
+            return Err(Error::device(format!("IOTLB update failed: {e}")));
         }
         Ok(())
     }

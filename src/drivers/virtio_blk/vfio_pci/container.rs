@@ -42,8 +42,7 @@ impl Container {
             "VFIO_GROUP_GET_STATUS",
         )?;
         if status.flags & VFIO_GROUP_FLAGS_VIABLE == 0 {
-            return Err(Error::new(
-                libc::EINVAL,
+            return Err(Error::invalid(
                 "VFIO group is not viable (are all devices of the IOMMU group bound to vfio-pci?)",
             ));
         }
@@ -51,7 +50,7 @@ impl Container {
         // SAFETY: argument-less ioctls and ones taking an integer value.
         unsafe {
             if libc::ioctl(container.as_raw_fd(), VFIO_GET_API_VERSION()) != VFIO_API_VERSION {
-                return Err(Error::new(libc::EINVAL, "Unsupported VFIO API version"));
+                return Err(Error::invalid("Unsupported VFIO API version"));
             }
             let v2 = libc::ioctl(
                 container.as_raw_fd(),
@@ -59,10 +58,7 @@ impl Container {
                 VFIO_TYPE1V2_IOMMU,
             );
             if v2 <= 0 {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    "VFIO type-1 v2 IOMMU is not supported",
-                ));
+                return Err(Error::invalid("VFIO type-1 v2 IOMMU is not supported"));
             }
             let fd: libc::c_int = container.as_raw_fd();
             check(

@@ -129,7 +129,7 @@ impl ConfigSpace for PciDevice {
             )
         };
         if n != buf.len() as isize {
-            return Err(Error::new(libc::EIO, "Failed to read PCI config space"));
+            return Err(Error::device("Failed to read PCI config space"));
         }
         Ok(())
     }
@@ -172,7 +172,7 @@ impl PciDevice {
             || info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX
             || info.num_irqs <= VFIO_PCI_MSIX_IRQ_INDEX
         {
-            return Err(Error::new(libc::ENOTSUP, "Not a PCI device"));
+            return Err(Error::not_supported("Not a PCI device"));
         }
         let config_offset = region_info(&fd, VFIO_PCI_CONFIG_REGION_INDEX)?.offset;
         let mut irq = IrqInfo {
@@ -187,10 +187,7 @@ impl PciDevice {
             "VFIO_DEVICE_GET_IRQ_INFO",
         )?;
         if irq.count == 0 {
-            return Err(Error::new(
-                libc::ENOTSUP,
-                "The device has no MSI-X interrupts",
-            ));
+            return Err(Error::not_supported("The device has no MSI-X interrupts"));
         }
         Ok(PciDevice {
             fd,
@@ -211,7 +208,7 @@ impl PciDevice {
             )
         };
         if n != 2 {
-            return Err(Error::new(libc::EIO, "Failed to write PCI config space"));
+            return Err(Error::device("Failed to write PCI config space"));
         }
         Ok(())
     }
@@ -236,10 +233,9 @@ impl PciDevice {
     pub fn map_bar(&self, bar: u8, off: u64, len: usize) -> Result<Window> {
         let r = region_info(&self.fd, bar.into())?;
         if off.checked_add(len as u64).is_none_or(|end| end > r.size) {
-            return Err(Error::new(
-                libc::EIO,
-                format!("virtio capability outside BAR {bar}"),
-            ));
+            return Err(Error::device(format!(
+                "virtio capability outside BAR {bar}"
+            )));
         }
         let page = 4096u64;
         let start = off - off % page;
@@ -258,10 +254,8 @@ impl PciDevice {
         };
         if p == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
-            return Err(Error::new(
-                libc::EIO,
-                format!("Failed to map BAR {bar}: {e}"),
-            ));
+            let message = format!("Failed to map BAR {bar}: {e}");
+            return Err(Error::transport(message, e));
         }
         Ok(Window {
             // SAFETY: mmap succeeded, so not null.

@@ -106,7 +106,7 @@ impl VfioPci {
         let start = Instant::now();
         while self.status() != 0 {
             if start.elapsed() > RESET_TIMEOUT {
-                return Err(Error::new(libc::EIO, "Timed out resetting the device"));
+                return Err(Error::device("Timed out resetting the device"));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -124,8 +124,7 @@ impl VfioPci {
             offered |= u64::from(c.read32(common::DEVICE_FEATURE)) << (32 * half);
         }
         if offered & VERSION_1 == 0 {
-            return Err(Error::new(
-                libc::ENOTSUP,
+            return Err(Error::not_supported(
                 "Device does not offer VIRTIO_F_VERSION_1",
             ));
         }
@@ -137,7 +136,7 @@ impl VfioPci {
         }
         self.add_status(FEATURES_OK);
         if self.status() & FEATURES_OK == 0 {
-            return Err(Error::new(libc::EIO, "Device did not accept the features"));
+            return Err(Error::device("Device did not accept the features"));
         }
         self.features = features;
         Ok(())
@@ -178,10 +177,9 @@ impl Transport for VfioPci {
         let vendor = pci.config_u16(0)?;
         let id = pci.config_u16(2)?;
         if vendor != VIRTIO_VENDOR || !VIRTIO_BLK_IDS.contains(&id) {
-            return Err(Error::new(
-                libc::ENOTSUP,
-                format!("{name} is not a virtio-blk device ({vendor:04x}:{id:04x})"),
-            ));
+            return Err(Error::not_supported(format!(
+                "{name} is not a virtio-blk device ({vendor:04x}:{id:04x})"
+            )));
         }
         let layout = Caps::find(&pci)?.validate(CONFIG_LEN, |bar| pci.bar_size(bar))?;
         let common = virtio_pci::map(&pci, layout.common)?;
@@ -216,8 +214,7 @@ impl Transport for VfioPci {
     /// generation is stable around the read.
     fn read_config(&self) -> Result<[u8; CONFIG_LEN]> {
         let Some(w) = &self.device_cfg else {
-            return Err(Error::new(
-                libc::ENOTSUP,
+            return Err(Error::not_supported(
                 "Device has no device configuration structure",
             ));
         };
@@ -270,22 +267,19 @@ impl Transport for VfioPci {
 
     fn start_queues(&mut self, queues: &[QueueSetup<'_>]) -> Result<Vec<NotifyKick>> {
         if queues.len() > self.pci.msix_vectors as usize {
-            return Err(Error::new(
-                libc::EIO,
-                format!(
-                    "{} queues need as many MSI-X vectors, the device has {}",
-                    queues.len(),
-                    self.pci.msix_vectors
-                ),
-            ));
+            return Err(Error::device(format!(
+                "{} queues need as many MSI-X vectors, the device has {}",
+                queues.len(),
+                self.pci.msix_vectors
+            )));
         }
         let c = &self.common;
         let available = c.read16(common::NUM_QUEUES);
         if queues.len() > available as usize {
-            return Err(Error::new(
-                libc::EIO,
-                format!("Device has {available} virtqueues, {} needed", queues.len()),
-            ));
+            return Err(Error::device(format!(
+                "Device has {available} virtqueues, {} needed",
+                queues.len()
+            )));
         }
         c.write16(common::CONFIG_MSIX_VECTOR, NO_VECTOR);
         let mut kicks = Vec::with_capacity(queues.len());
@@ -293,21 +287,18 @@ impl Transport for VfioPci {
             c.write16(common::QUEUE_SELECT, q.index as u16);
             let max = c.read16(common::QUEUE_SIZE);
             if q.size > max {
-                return Err(Error::new(
-                    libc::EIO,
-                    format!(
-                        "Trying to set up queue with {} descriptors, maximum is {max}",
-                        q.size
-                    ),
-                ));
+                return Err(Error::device(format!(
+                    "Trying to set up queue with {} descriptors, maximum is {max}",
+                    q.size
+                )));
             }
             c.write16(common::QUEUE_SIZE, q.size);
             c.write16(common::QUEUE_MSIX_VECTOR, q.index as u16);
             if c.read16(common::QUEUE_MSIX_VECTOR) != q.index as u16 {
-                return Err(Error::new(
-                    libc::EIO,
-                    format!("Device refused MSI-X vector {} for its queue", q.index),
-                ));
+                return Err(Error::device(format!(
+                    "Device refused MSI-X vector {} for its queue",
+                    q.index
+                )));
             }
             c.write64(common::QUEUE_DESC, q.desc);
             c.write64(common::QUEUE_DRIVER, q.avail);
@@ -315,8 +306,7 @@ impl Transport for VfioPci {
             let offset =
                 c.read16(common::QUEUE_NOTIFY_OFF) as usize * self.notify_multiplier as usize;
             if offset + 2 > self.notify.len {
-                return Err(Error::new(
-                    libc::EIO,
+                return Err(Error::device(
                     "Queue notify address outside the notification structure",
                 ));
             }

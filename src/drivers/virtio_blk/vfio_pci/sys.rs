@@ -115,10 +115,8 @@ pub fn argsz<T>() -> u32 {
 pub fn check(ret: i32, what: &str) -> Result<i32> {
     if ret < 0 {
         let e = std::io::Error::last_os_error();
-        Err(Error::new(
-            e.raw_os_error().unwrap_or(libc::EIO),
-            format!("{what}: {e}"),
-        ))
+        let message = format!("{what}: {e}");
+        Err(Error::os_with_message(e, message))
     } else {
         Ok(ret)
     }

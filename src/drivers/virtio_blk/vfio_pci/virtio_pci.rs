@@ -75,7 +75,7 @@ pub struct StructureLayout {
 
 /// A malformed or inconsistent capability: the device's fault (-EIO).
 fn bad(msg: String) -> Error {
-    Error::new(libc::EIO, msg)
+    Error::device(msg)
 }
 
 impl Caps {
@@ -142,7 +142,7 @@ impl Caps {
         device_min: usize,
         mut bar_size: impl FnMut(u8) -> Result<u64>,
     ) -> Result<StructureLayout> {
-        let missing = |what| Error::new(libc::ENOTSUP, format!("virtio {what} capability missing"));
+        let missing = |what| Error::not_supported(format!("virtio {what} capability missing"));
         let common = self.common.ok_or_else(|| missing("common configuration"))?;
         let (notify, notify_multiplier) = self.notify.ok_or_else(|| missing("notification"))?;
         let mut checked: Vec<(&str, CapLocation)> = Vec::with_capacity(3);
@@ -217,7 +217,7 @@ impl ConfigSpace for MemConfigSpace {
         let src = usize::try_from(off)
             .ok()
             .and_then(|o| self.0.get(o..o.checked_add(buf.len())?))
-            .ok_or_else(|| Error::new(libc::EIO, "Failed to read PCI config space"))?;
+            .ok_or_else(|| Error::device("Failed to read PCI config space"))?;
         buf.copy_from_slice(src);
         Ok(())
     }

@@ -72,8 +72,7 @@ impl VhostUser {
         ch.set(FrontendReq::SET_OWNER, &[], &[])?;
         let offered = ch.get_u64(FrontendReq::GET_FEATURES)?;
         if offered & PROTOCOL_FEATURES == 0 {
-            return Err(Error::new(
-                libc::EIO,
+            return Err(Error::device(
                 "vhost-user back-end does not offer VHOST_USER_F_PROTOCOL_FEATURES",
             ));
         }
@@ -86,8 +85,7 @@ impl VhostUser {
         let offered = ch.get_u64(FrontendReq::GET_PROTOCOL_FEATURES)?;
         let offered = VhostUserProtocolFeatures::from_bits_truncate(offered);
         if !offered.contains(required) {
-            return Err(Error::new(
-                libc::EIO,
+            return Err(Error::device(
                 "vhost-user back-end lacks a required protocol feature \
                  (REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS)",
             ));
@@ -102,8 +100,7 @@ impl VhostUser {
             // at all cannot serve any request: refuse it here with a clear
             // message (docs/virtio-device-trust.md).
             if ch.get_u64(FrontendReq::GET_QUEUE_NUM)? == 0 {
-                return Err(Error::new(
-                    libc::EIO,
+                return Err(Error::device(
                     "vhost-user reply to GET_QUEUE_NUM: 0 queues, expected at least 1",
                 ));
             }
@@ -168,7 +165,7 @@ impl Transport for VhostUser {
         if region.fd < 0 {
             // What sending fd -1 would give: "Bad file descriptor (os error 9)".
             let text = std::io::Error::from_raw_os_error(libc::EBADF).to_string();
-            return Err(Error::new(libc::EIO, text));
+            return Err(Error::device(text));
         }
         let body = Self::region_body(region);
         self.channel

@@ -78,7 +78,7 @@ pub fn check_reply_header(req: FrontendReq, body_len: usize, hdr: &[u8; HEADER_L
 }
 
 fn protocol(msg: String) -> Error {
-    Error::new(libc::EIO, msg)
+    Error::device(msg)
 }
 
 /// A connected vhost-user socket, front-end side.
@@ -201,10 +201,10 @@ impl Channel {
                 "vhost-user {req:?}: only {n} of {} bytes sent",
                 msg.len()
             ))),
-            Err(e) => Err(Error::new(
-                libc::EIO,
-                format!("vhost-user {req:?}: cannot send to the back-end: {e}"),
-            )),
+            Err(e) => {
+                let message = format!("vhost-user {req:?}: cannot send to the back-end: {e}");
+                Err(Error::transport(message, e))
+            }
         }
     }
 
@@ -240,9 +240,9 @@ impl Channel {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    return Err(
-                        self.broken(format!("vhost-user {req:?}: cannot read the reply: {e}"))
-                    )
+                    self.shut_down();
+                    let message = format!("vhost-user {req:?}: cannot read the reply: {e}");
+                    return Err(Error::transport(message, e));
                 }
             }
         }
