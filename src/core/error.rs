@@ -11,77 +11,118 @@
 use std::borrow::Cow;
 use std::io;
 
-/// A message: a static text on the paths that must not allocate, or a
-/// formatted one.
+/// A message: a static text or a formatted one.
 pub type Message = Cow<'static, str>;
 
 /// A failure inside the library. The `Display` text of every variant is
 /// its message, worded as upstream libblkio words it.
+///
+/// The type is two words (`Result<(), Error>` comes back in registers, so
+/// that the request path's matches on it fold away): the variants a wait
+/// returns in normal operation carry no heap data, every other variant
+/// boxes its message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A wait's timeout ran out before enough completions arrived
     /// (`ETIME`).
-    #[error("{0}")]
-    TimedOut(Message),
+    #[error("{}", .0.text())]
+    TimedOut(Timeout),
     /// A signal interrupted a wait or a system call (`EINTR`).
-    #[error("{0}")]
-    Interrupted(Message),
+    #[error("{INTERRUPTED}")]
+    Interrupted,
     /// Nothing can be done now; trying again later may succeed (`EAGAIN`).
-    #[error("{0}")]
-    WouldBlock(Message),
+    #[error("{WOULD_BLOCK}")]
+    WouldBlock,
     /// Any other failed system call; the errno is the OS error's.
-    #[error("{message}")]
-    Os {
-        /// What the operating system reported.
-        #[source]
-        err: io::Error,
-        /// Its text, `"<strerror> (os error N)"`.
-        message: Message,
-    },
+    #[error("{}", .0.message)]
+    Os(#[source] Box<OsError>),
     /// The device or the transport to it failed or broke its protocol: a
     /// malformed vhost-user reply, a virtqueue the device corrupted, a
     /// register that does not read back (`EIO`). When a system call on the
     /// transport failed, its OS error is kept as the source.
-    #[error("{message}")]
-    Device {
-        /// What went wrong.
-        message: Message,
-        /// The OS error behind it, if any.
-        #[source]
-        err: Option<io::Error>,
-    },
+    #[error("{}", .0.message)]
+    Device(#[source] Box<DeviceError>),
     /// An argument or property value is not acceptable (`EINVAL`).
     #[error("{0}")]
-    InvalidArgument(Message),
+    InvalidArgument(Box<Message>),
     /// No such driver, property, queue or path (`ENOENT`).
     #[error("{0}")]
-    NotFound(Message),
+    NotFound(Box<Message>),
     /// A property accessed with another type than its own (`ENOTTY`).
     #[error("{0}")]
-    WrongType(Message),
+    WrongType(Box<Message>),
     /// A read-only property was written (`EACCES`).
     #[error("{0}")]
-    ReadOnly(Message),
+    ReadOnly(Box<Message>),
     /// The call needs a connected instance (`ENODEV`).
     #[error("{0}")]
-    NotConnected(Message),
+    NotConnected(Box<Message>),
     /// The instance is in a state that does not allow the call, or the
     /// resource is in use (`EBUSY`).
     #[error("{0}")]
-    BadState(Message),
+    BadState(Box<Message>),
     /// The driver or the device cannot do this (`ENOTSUP`).
     #[error("{0}")]
-    NotSupported(Message),
+    NotSupported(Box<Message>),
     /// Any other errno with its message (`EROFS`, `ENOSPC`, `EOVERFLOW`,
     /// ...).
-    #[error("{message}")]
-    Other {
-        /// The positive errno value.
-        errno: i32,
-        /// The message.
-        message: Message,
-    },
+    #[error("{}", .0.message)]
+    Other(Box<OtherError>),
 }
+
+/// Which timeout ran out: the two texts of [`Error::TimedOut`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// The kernel's: `io_uring_enter` returned `ETIME`.
+    Os,
+    /// The library's own wait (the virtio-blk queues' `ppoll`).
+    Wait,
+}
+
+impl Timeout {
+    /// The message.
+    pub fn text(self) -> &'static str {
+        match self {
+            Timeout::Os => TIMER_EXPIRED,
+            Timeout::Wait => "Timed out",
+        }
+    }
+}
+
+/// The payload of [`Error::Os`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OsError {
+    /// What the operating system reported.
+    #[source]
+    pub err: io::Error,
+    /// Its text, `"<strerror> (os error N)"` or `"<what>: <strerror> ..."`.
+    pub message: Message,
+}
+
+/// The payload of [`Error::Device`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DeviceError {
+    /// What went wrong.
+    pub message: Message,
+    /// The OS error behind it, if any.
+    #[source]
+    pub err: Option<io::Error>,
+}
+
+/// The payload of [`Error::Other`].
+#[derive(Debug)]
+pub struct OtherError {
+    /// The positive errno value.
+    pub errno: i32,
+    /// The message.
+    pub message: Message,
+}
+
+const INTERRUPTED: &str = "Interrupted system call (os error 4)";
+const WOULD_BLOCK: &str = "Resource temporarily unavailable (os error 11)";
+const TIMER_EXPIRED: &str = "Timer expired (os error 62)";
 
 /// Result type of the library's internals.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -89,111 +130,109 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// The variant for `errno` (positive) with `msg` as its message.
     ///
-    /// `Error::new(e, m).errno() == e` for every `e`.
+    /// `Error::new(e, m).errno() == e` and `.message() == m` for every `e`
+    /// and `m` (an `ETIME`, `EINTR` or `EAGAIN` with another text than
+    /// their variant's is an [`Error::Other`]).
     pub fn new(errno: i32, msg: impl Into<Message>) -> Self {
         let msg = msg.into();
         match errno {
-            libc::ETIME => Error::TimedOut(msg),
-            libc::EINTR => Error::Interrupted(msg),
-            libc::EAGAIN => Error::WouldBlock(msg),
+            libc::ETIME if msg == TIMER_EXPIRED => Error::TimedOut(Timeout::Os),
+            libc::ETIME if msg == Timeout::Wait.text() => Error::TimedOut(Timeout::Wait),
+            libc::EINTR if msg == INTERRUPTED => Error::Interrupted,
+            libc::EAGAIN if msg == WOULD_BLOCK => Error::WouldBlock,
             libc::EIO => Error::device(msg),
-            libc::EINVAL => Error::InvalidArgument(msg),
-            libc::ENOENT => Error::NotFound(msg),
-            libc::ENOTTY => Error::WrongType(msg),
-            libc::EACCES => Error::ReadOnly(msg),
-            libc::ENODEV => Error::NotConnected(msg),
-            libc::EBUSY => Error::BadState(msg),
-            libc::ENOTSUP => Error::NotSupported(msg),
-            errno => Error::Other {
+            libc::EINVAL => Error::InvalidArgument(Box::new(msg)),
+            libc::ENOENT => Error::NotFound(Box::new(msg)),
+            libc::ENOTTY => Error::WrongType(Box::new(msg)),
+            libc::EACCES => Error::ReadOnly(Box::new(msg)),
+            libc::ENODEV => Error::NotConnected(Box::new(msg)),
+            libc::EBUSY => Error::BadState(Box::new(msg)),
+            libc::ENOTSUP => Error::NotSupported(Box::new(msg)),
+            errno => Error::Other(Box::new(OtherError {
                 errno,
                 message: msg,
-            },
+            })),
         }
     }
 
     /// `EINVAL` with a message.
     pub fn invalid(msg: impl Into<Message>) -> Self {
-        Error::InvalidArgument(msg.into())
+        Error::InvalidArgument(Box::new(msg.into()))
     }
 
     /// A device or transport failure (`EIO`) without an OS error.
     pub fn device(msg: impl Into<Message>) -> Self {
-        Error::Device {
+        Error::Device(Box::new(DeviceError {
             message: msg.into(),
             err: None,
-        }
+        }))
     }
 
     /// A device or transport failure (`EIO`) caused by the OS error `err`.
     pub fn transport(msg: impl Into<Message>, err: io::Error) -> Self {
-        Error::Device {
+        Error::Device(Box::new(DeviceError {
             message: msg.into(),
             err: Some(err),
-        }
+        }))
     }
 
     /// The driver or device cannot do this (`ENOTSUP`).
     pub fn not_supported(msg: impl Into<Message>) -> Self {
-        Error::NotSupported(msg.into())
+        Error::NotSupported(Box::new(msg.into()))
     }
 
     /// No such driver, property, queue or path (`ENOENT`).
     pub fn not_found(msg: impl Into<Message>) -> Self {
-        Error::NotFound(msg.into())
+        Error::NotFound(Box::new(msg.into()))
     }
 
     /// A property accessed with another type than its own (`ENOTTY`).
     pub fn wrong_type(msg: impl Into<Message>) -> Self {
-        Error::WrongType(msg.into())
+        Error::WrongType(Box::new(msg.into()))
     }
 
     /// A read-only property was written (`EACCES`).
     pub fn read_only(msg: impl Into<Message>) -> Self {
-        Error::ReadOnly(msg.into())
+        Error::ReadOnly(Box::new(msg.into()))
     }
 
     /// The call is not allowed in this state, or the resource is in use
     /// (`EBUSY`).
     pub fn bad_state(msg: impl Into<Message>) -> Self {
-        Error::BadState(msg.into())
-    }
-
-    /// A wait's timeout ran out (`ETIME`).
-    pub fn timed_out(msg: impl Into<Message>) -> Self {
-        Error::TimedOut(msg.into())
+        Error::BadState(Box::new(msg.into()))
     }
 
     /// An OS error, worded like upstream: `"<strerror> (os error N)"`.
     /// `EINTR`, `EAGAIN` and `ETIME` become [`Error::Interrupted`],
     /// [`Error::WouldBlock`] and [`Error::TimedOut`].
     ///
-    /// The errors a wait can return in normal operation come from static
-    /// texts, so that the request path never allocates (tests/alloc_free.rs)
-    /// even when `io_uring_enter` is interrupted and retried.
+    /// The errors a wait can return in normal operation allocate nothing,
+    /// so that the request path never allocates (tests/alloc_free.rs) even
+    /// when `io_uring_enter` is interrupted and retried.
     pub fn os(err: io::Error) -> Self {
-        let message: Message = match err.raw_os_error().and_then(static_os_message) {
-            Some(msg) => msg.into(),
-            None => err.to_string().into(),
-        };
-        Self::os_with_message(err, message)
+        match err.raw_os_error() {
+            Some(libc::EINTR) => Error::Interrupted,
+            Some(libc::EAGAIN) => Error::WouldBlock,
+            Some(libc::ETIME) => Error::TimedOut(Timeout::Os),
+            errno => {
+                let message: Message = match errno.and_then(static_os_message) {
+                    Some(msg) => msg.into(),
+                    None => err.to_string().into(),
+                };
+                Self::os_with_message(err, message)
+            }
+        }
     }
 
-    /// The OS error `err` with its own message (e.g. `"<what>: <err>"`),
-    /// sorted into variants as [`Error::os`] does; an `io::Error` without
-    /// an OS errno is a [`Error::Device`] failure (`EIO`).
+    /// The OS error `err` with its own message (e.g. `"<what>: <err>"`);
+    /// an `io::Error` without an OS errno is a [`Error::Device`] failure
+    /// (`EIO`). `EINTR`, `EAGAIN` and `ETIME` with another text than their
+    /// variant's stay [`Error::Os`].
     pub fn os_with_message(err: io::Error, message: impl Into<Message>) -> Self {
         let message = message.into();
-        let Some(errno) = err.raw_os_error() else {
-            return Error::Device {
-                message,
-                err: Some(err),
-            };
-        };
-        match errno {
-            libc::EINTR => Error::Interrupted(message),
-            libc::EAGAIN => Error::WouldBlock(message),
-            libc::ETIME => Error::TimedOut(message),
-            _ => Error::Os { err, message },
+        match err.raw_os_error() {
+            None => Error::transport(message, err),
+            Some(_) => Error::Os(Box::new(OsError { err, message })),
         }
     }
 
@@ -209,12 +248,12 @@ impl Error {
 
     /// "Device must be connected" (`ENODEV`).
     pub fn not_connected() -> Self {
-        Error::NotConnected("Device must be connected".into())
+        Error::NotConnected(Box::new("Device must be connected".into()))
     }
 
     /// "Device must be started" (`EBUSY`).
     pub fn not_started() -> Self {
-        Error::BadState("Device must be started".into())
+        Error::BadState(Box::new("Device must be started".into()))
     }
 
     /// The positive errno value the C API returns (negated) for this
@@ -222,10 +261,10 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::TimedOut(_) => libc::ETIME,
-            Error::Interrupted(_) => libc::EINTR,
-            Error::WouldBlock(_) => libc::EAGAIN,
-            Error::Os { err, .. } => err.raw_os_error().unwrap_or(libc::EIO),
-            Error::Device { .. } => libc::EIO,
+            Error::Interrupted => libc::EINTR,
+            Error::WouldBlock => libc::EAGAIN,
+            Error::Os(e) => e.err.raw_os_error().unwrap_or(libc::EIO),
+            Error::Device(_) => libc::EIO,
             Error::InvalidArgument(_) => libc::EINVAL,
             Error::NotFound(_) => libc::ENOENT,
             Error::WrongType(_) => libc::ENOTTY,
@@ -233,26 +272,26 @@ impl Error {
             Error::NotConnected(_) => libc::ENODEV,
             Error::BadState(_) => libc::EBUSY,
             Error::NotSupported(_) => libc::ENOTSUP,
-            Error::Other { errno, .. } => *errno,
+            Error::Other(e) => e.errno,
         }
     }
 
     /// The message (the `Display` text, without allocating).
     pub fn message(&self) -> &str {
         match self {
-            Error::TimedOut(m)
-            | Error::Interrupted(m)
-            | Error::WouldBlock(m)
-            | Error::InvalidArgument(m)
+            Error::TimedOut(t) => t.text(),
+            Error::Interrupted => INTERRUPTED,
+            Error::WouldBlock => WOULD_BLOCK,
+            Error::Os(e) => &e.message,
+            Error::Device(e) => &e.message,
+            Error::Other(e) => &e.message,
+            Error::InvalidArgument(m)
             | Error::NotFound(m)
             | Error::WrongType(m)
             | Error::ReadOnly(m)
             | Error::NotConnected(m)
             | Error::BadState(m)
-            | Error::NotSupported(m)
-            | Error::Os { message: m, .. }
-            | Error::Device { message: m, .. }
-            | Error::Other { message: m, .. } => m,
+            | Error::NotSupported(m) => m,
         }
     }
 
@@ -261,19 +300,19 @@ impl Error {
     pub fn into_parts(self) -> (i32, Message, Option<io::Error>) {
         let errno = self.errno();
         match self {
-            Error::Os { err, message } => (errno, message, Some(err)),
-            Error::Device { message, err } => (errno, message, err),
-            Error::TimedOut(m)
-            | Error::Interrupted(m)
-            | Error::WouldBlock(m)
-            | Error::InvalidArgument(m)
+            Error::TimedOut(t) => (errno, t.text().into(), None),
+            Error::Interrupted => (errno, INTERRUPTED.into(), None),
+            Error::WouldBlock => (errno, WOULD_BLOCK.into(), None),
+            Error::Os(e) => (errno, e.message, Some(e.err)),
+            Error::Device(e) => (errno, e.message, e.err),
+            Error::Other(e) => (errno, e.message, None),
+            Error::InvalidArgument(m)
             | Error::NotFound(m)
             | Error::WrongType(m)
             | Error::ReadOnly(m)
             | Error::NotConnected(m)
             | Error::BadState(m)
-            | Error::NotSupported(m)
-            | Error::Other { message: m, .. } => (errno, m, None),
+            | Error::NotSupported(m) => (errno, *m, None),
         }
     }
 }
@@ -281,10 +320,10 @@ impl Error {
 /// `io::Error`'s wording of the errors of a wait, without allocating.
 fn static_os_message(errno: i32) -> Option<&'static str> {
     Some(match errno {
-        libc::EINTR => "Interrupted system call (os error 4)",
-        libc::EAGAIN => "Resource temporarily unavailable (os error 11)",
+        libc::EINTR => INTERRUPTED,
+        libc::EAGAIN => WOULD_BLOCK,
         libc::EBUSY => "Device or resource busy (os error 16)",
-        libc::ETIME => "Timer expired (os error 62)",
+        libc::ETIME => TIMER_EXPIRED,
         _ => return None,
     })
 }
@@ -308,14 +347,8 @@ mod tests {
         let e = Error::from_errno(libc::ETIME);
         assert!(matches!(e, Error::TimedOut(_)), "{e:?}");
         assert_eq!(e.message(), "Timer expired (os error 62)");
-        assert!(matches!(
-            Error::from_errno(libc::EINTR),
-            Error::Interrupted(_)
-        ));
-        assert!(matches!(
-            Error::from_errno(libc::EAGAIN),
-            Error::WouldBlock(_)
-        ));
+        assert!(matches!(Error::from_errno(libc::EINTR), Error::Interrupted));
+        assert!(matches!(Error::from_errno(libc::EAGAIN), Error::WouldBlock));
     }
 
     #[test]
@@ -350,5 +383,13 @@ mod tests {
         assert_eq!((errno, &*msg), (libc::EIO, "send failed"));
         assert_eq!(err.and_then(|e| e.raw_os_error()), Some(libc::EPIPE));
         assert!(Error::invalid("x").source().is_none());
+    }
+
+    #[test]
+    fn two_words() {
+        assert_eq!(
+            std::mem::size_of::<Result<()>>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 }

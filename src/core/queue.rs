@@ -554,7 +554,7 @@ impl<D: QueueDriver> QueueCore<D> {
                         return Ok(n);
                     }
                 }
-                Err(Error::Interrupted(_)) if sig.is_none() => {}
+                Err(Error::Interrupted) if sig.is_none() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -587,7 +587,7 @@ impl<D: QueueDriver> QueueCore<D> {
                 .submit_and_wait(need.min(in_flight), remaining, sig)
             {
                 Ok(()) => {}
-                Err(Error::Interrupted(_)) if sig.is_none() => {}
+                Err(Error::Interrupted) if sig.is_none() => {}
                 Err(e) => break Err(e),
             }
             entered = true;

@@ -641,7 +641,7 @@ impl Drop for RingQueue {
                 None,
             );
             match res {
-                Ok(()) | Err(Error::Interrupted(_) | Error::TimedOut(_)) => {}
+                Ok(()) | Err(Error::Interrupted | Error::TimedOut(_)) => {}
                 Err(_) => break,
             }
         }

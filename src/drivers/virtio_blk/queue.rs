@@ -578,7 +578,7 @@ fn too_many_descriptors() -> Refusal {
 }
 
 fn timed_out() -> Error {
-    Error::timed_out("Timed out")
+    Error::TimedOut(crate::core::error::Timeout::Wait)
 }
 
 fn set_nonblocking(fd: RawFd) -> Result<()> {
