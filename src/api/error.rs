@@ -71,6 +71,20 @@ impl ErrorKind {
 /// assert_eq!(e.errno(), libc::ENOENT);
 /// assert_eq!(e.message(), "Unknown driver name");
 /// ```
+///
+/// A failed system call keeps its [`std::io::Error`] as the
+/// [`source()`](StdError::source):
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// let b = blkio::Blkio::new("io_uring").unwrap();
+/// b.set("path", "/nonexistent/blkio-doc").unwrap();
+/// let e = b.connect().unwrap_err();
+/// assert_eq!(e.errno(), libc::ENOENT);
+/// let os = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+/// assert_eq!(os.and_then(|o| o.raw_os_error()), Some(libc::ENOENT));
+/// ```
 pub struct Error {
     kind: ErrorKind,
     errno: i32,
