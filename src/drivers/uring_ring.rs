@@ -61,6 +61,13 @@ struct CqOffsets {
 }
 
 /// `struct io_uring_params`, as filled in by `io_uring_setup`.
+///
+/// Copied by hand because the `io-uring` crate keeps its bindings private
+/// and its `Parameters` (a `#[repr(transparent)]` wrapper of this struct)
+/// exposes no accessor for `sq_off`/`cq_off`; `libc` has no io_uring
+/// structs. Cargo.toml pins the crate to the exact version this was checked
+/// against; the size is checked below at compile time, the field offsets
+/// and the values against the crate's accessors by the unit tests.
 #[repr(C)]
 struct Params {
     sq_entries: u32,
@@ -272,5 +279,86 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
         // read before the kernel may reuse them.
         unsafe { (*self.cq_head).store(head, Ordering::Release) };
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The offsets of `<linux/io_uring.h>` (a stable kernel ABI).
+    #[test]
+    fn layout_matches_the_kernel() {
+        assert_eq!(size_of::<SqOffsets>(), 40);
+        assert_eq!(offset_of!(SqOffsets, head), 0);
+        assert_eq!(offset_of!(SqOffsets, tail), 4);
+        assert_eq!(offset_of!(SqOffsets, ring_mask), 8);
+        assert_eq!(offset_of!(SqOffsets, ring_entries), 12);
+        assert_eq!(offset_of!(SqOffsets, flags), 16);
+        assert_eq!(offset_of!(SqOffsets, dropped), 20);
+        assert_eq!(offset_of!(SqOffsets, array), 24);
+        assert_eq!(offset_of!(SqOffsets, resv1), 28);
+        assert_eq!(offset_of!(SqOffsets, user_addr), 32);
+
+        assert_eq!(size_of::<CqOffsets>(), 40);
+        assert_eq!(offset_of!(CqOffsets, head), 0);
+        assert_eq!(offset_of!(CqOffsets, tail), 4);
+        assert_eq!(offset_of!(CqOffsets, ring_mask), 8);
+        assert_eq!(offset_of!(CqOffsets, ring_entries), 12);
+        assert_eq!(offset_of!(CqOffsets, overflow), 16);
+        assert_eq!(offset_of!(CqOffsets, cqes), 20);
+        assert_eq!(offset_of!(CqOffsets, flags), 24);
+        assert_eq!(offset_of!(CqOffsets, resv1), 28);
+        assert_eq!(offset_of!(CqOffsets, user_addr), 32);
+
+        assert_eq!(size_of::<Params>(), 120);
+        assert_eq!(size_of::<Params>(), size_of::<io_uring::Parameters>());
+        assert_eq!(
+            std::mem::align_of::<Params>(),
+            std::mem::align_of::<io_uring::Parameters>()
+        );
+        assert_eq!(offset_of!(Params, sq_entries), 0);
+        assert_eq!(offset_of!(Params, cq_entries), 4);
+        assert_eq!(offset_of!(Params, flags), 8);
+        assert_eq!(offset_of!(Params, sq_thread_cpu), 12);
+        assert_eq!(offset_of!(Params, sq_thread_idle), 16);
+        assert_eq!(offset_of!(Params, features), 20);
+        assert_eq!(offset_of!(Params, wq_fd), 24);
+        assert_eq!(offset_of!(Params, resv), 28);
+        assert_eq!(offset_of!(Params, sq_off), 40);
+        assert_eq!(offset_of!(Params, cq_off), 80);
+    }
+
+    /// Our view of a real ring's parameters agrees with the crate's
+    /// accessors, and the ring fields found through the offsets hold what
+    /// the kernel put there.
+    #[test]
+    fn params_agree_with_the_crate() {
+        let ring: IoUring = match IoUring::builder().setup_cqsize(64).build(8) {
+            Ok(r) => r,
+            // No io_uring here (seccomp, old kernel): nothing to compare.
+            Err(_) => return,
+        };
+        let params = ring.params();
+        // SAFETY: as in Rings::new.
+        let p = unsafe { &*(params as *const io_uring::Parameters).cast::<Params>() };
+        assert_eq!(p.sq_entries, params.sq_entries());
+        assert_eq!(p.cq_entries, params.cq_entries());
+        assert_eq!((p.sq_entries, p.cq_entries), (8, 64));
+        const IORING_SETUP_CQSIZE: u32 = 1 << 3;
+        assert_ne!(p.flags & IORING_SETUP_CQSIZE, 0);
+        const IORING_FEAT_NODROP: u32 = 1 << 1;
+        assert_eq!(
+            p.features & IORING_FEAT_NODROP != 0,
+            params.is_feature_nodrop()
+        );
+        assert!(p.sq_off.array > p.sq_off.tail && p.cq_off.cqes > p.cq_off.tail);
+
+        let rings = Rings::<squeue::Entry, cqueue::Entry>::new(&ring).unwrap();
+        assert_eq!(rings.sq_entries, 8);
+        assert_eq!(rings.sq_mask, 7);
+        assert_eq!(rings.cq_mask, 63);
+        assert_eq!(rings.unsubmitted(), 0);
     }
 }
