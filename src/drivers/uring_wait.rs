@@ -5,6 +5,20 @@
 //! Both drivers wait the same way, whatever their SQE/CQE sizes, so the
 //! system-call details live here once: the 8-byte kernel signal set and the
 //! `IORING_ENTER_EXT_ARG` argument block that carries a timeout.
+//!
+//! The system call is made here rather than through the crate's
+//! `Submitter`, for two measured or checked reasons:
+//! * cost: `Submitter::enter` (through `IoUring::submitter()` per call, the
+//!   crate's `io::Result` conversion and its registered-ring check) made
+//!   the io_uring block-QD1 row of `benches/run.sh --quick callgrind` go
+//!   from 363 to 377 instructions per I/O (+3.9%; block-QD32 171 -> 174,
+//!   event-QD1 617 -> 623), above the 2% the benchmark rows may grow;
+//! * `Submitter::submit_with_args` cannot carry a signal mask:
+//!   `SubmitArgs::sigmask` passes `size_of::<libc::sigset_t>()` (128) as
+//!   the mask size, which the kernel refuses with -EINVAL (it expects
+//!   `_NSIG / 8` = 8); and `Submitter::submit_and_wait` counts the SQEs from
+//!   the shared head and tail, while our rings keep that count privately
+//!   (`super::uring_ring::Rings`).
 
 use std::os::fd::RawFd;
 use std::time::Duration;
