@@ -176,6 +176,15 @@ impl Error {
         }))
     }
 
+    /// This error reported as a device failure with `msg` (`EIO`),
+    /// keeping the OS error behind it, if any.
+    pub fn into_device(self, msg: impl Into<Message>) -> Self {
+        match self.into_parts().2 {
+            Some(err) => Error::transport(msg, err),
+            None => Error::device(msg),
+        }
+    }
+
     /// The driver or device cannot do this (`ENOTSUP`).
     pub fn not_supported(msg: impl Into<Message>) -> Self {
         Error::NotSupported(Box::new(msg.into()))
@@ -383,6 +392,10 @@ mod tests {
         assert_eq!((errno, &*msg), (libc::EIO, "send failed"));
         assert_eq!(err.and_then(|e| e.raw_os_error()), Some(libc::EPIPE));
         assert!(Error::invalid("x").source().is_none());
+        let e = Error::from_errno(libc::ENOENT).into_device("open failed");
+        assert_eq!((e.errno(), e.message()), (libc::EIO, "open failed"));
+        let (_, _, err) = e.into_parts();
+        assert_eq!(err.and_then(|e| e.raw_os_error()), Some(libc::ENOENT));
     }
 
     #[test]

@@ -322,11 +322,11 @@ impl Transport for VhostVdpa {
             "Failed to connect to vDPA device path"
         };
         let fd = DeviceFd::new(config, libc::O_WRONLY | libc::O_CLOEXEC)
-            .map_err(|_| Error::device(failure))?;
+            .map_err(|e| e.into_device(failure))?;
         // SET_OWNER fails on anything that is not a free vhost device.
         // SAFETY: an ioctl without argument.
         if unsafe { ioctl(fd.get(), VHOST_SET_OWNER()) } < 0 {
-            return Err(Error::device(failure));
+            return Err(Error::transport(failure, std::io::Error::last_os_error()));
         }
         let (features, iotlb_v2, range) = Self::negotiate(fd.get(), driver_features)?;
         Ok(VhostVdpa {
@@ -375,7 +375,8 @@ impl Transport for VhostVdpa {
             .reserve(addr, region.len, &[self.range], 4096, false)?;
         if let Err(e) = self.iotlb(VHOST_IOTLB_UPDATE, m.iova, m.len as u64, addr as u64) {
             self.iovas.remove(addr, region.len);
-            return Err(Error::device(format!("IOTLB update failed: {e}")));
+            let message = format!("IOTLB update failed: {e}");
+            return Err(Error::transport(message, e));
         }
         Ok(())
     }
