@@ -548,10 +548,10 @@ pub fn vhost_user_reply(data: &[u8]) {
         let config = vu.read_config()?;
         let _ = BlkConfig::parse(&config);
         let region = crate::core::region::allocate(4096, 1)?;
-        let mapped = vu.map_mem_region(&region);
-        // SAFETY: allocated above and released once; the peer only holds
-        // the descriptor in its receive queue and never maps it.
-        unsafe { crate::core::region::release(&region) };
+        let mapped = vu.map_mem_region(&region.region);
+        // Unmapped and closed; the peer only holds the descriptor in its
+        // receive queue and never maps it.
+        drop(region);
         mapped?;
         let call = crate::core::sys::eventfd(false).expect("eventfd");
         let setup = QueueSetup {

@@ -255,20 +255,19 @@ impl<D: Driver> Device for Instance<D> {
                 "len {len} violates mem-region-alignment {align}"
             )));
         }
-        let r = region::allocate(len, align)?;
-        self.regions.add_allocated(r);
+        let a = region::allocate(len, align)?;
+        let r = a.region;
+        self.regions.add_allocated(a);
         Ok(r)
     }
 
     fn free_mem_region(&mut self, r: &MemRegion) {
         // Unknown, modified or still-mapped regions are ignored: never free
         // memory this instance did not allocate (docs/contract/abi.md §6.8).
-        if let Some(r) = self.regions.take_allocated(r) {
-            // SAFETY: taken out of the registry of regions this instance
-            // allocated and not mapped (take_allocated checks both), so it
-            // is released once; the application gave it back.
-            unsafe { region::release(&r) };
-        }
+        // Taken out of the registry of regions this instance allocated and
+        // not mapped (take_allocated checks both): dropping it unmaps and
+        // closes once; the application gave it back.
+        drop(self.regions.take_allocated(r));
     }
 
     fn map_mem_region(&mut self, r: &MemRegion) -> Result<()> {
@@ -338,10 +337,8 @@ impl<D: Driver> Drop for Instance<D> {
         for r in &mapped {
             self.driver.unmap_mem_region(r);
         }
-        for r in &allocated {
-            // SAFETY: drained from the registry of allocated regions, after
-            // every queue and mapping is gone: released once, unused after.
-            unsafe { region::release(r) };
-        }
+        // After every queue and driver mapping is gone: unmapped and
+        // closed once, unused after.
+        drop(allocated);
     }
 }

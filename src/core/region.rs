@@ -2,7 +2,9 @@
 //! allocated and mapped regions (keyed by the complete 40-byte value).
 
 use std::ffi::c_void;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use memmap2::MmapRaw;
 
 use super::error::{Error, Result};
 use super::sys;
@@ -25,68 +27,71 @@ unsafe impl Send for MemRegion {}
 // SAFETY: as for Send: the value is a plain description, no shared state.
 unsafe impl Sync for MemRegion {}
 
+/// A region made by [`allocate`] together with what backs it: the memfd and
+/// its mapping. Dropping it unmaps the memory and closes the descriptor.
+///
+/// The C API hands out only the 40-byte [`MemRegion`] (`struct
+/// blkio_mem_region`: address, length, fd), from which a mapping cannot be
+/// rebuilt safely. So the [`MmapRaw`] that owns the mapping never leaves
+/// the library: it stays here, in the instance's registry of allocated
+/// regions next to the struct it describes, and `blkio_free_mem_region`
+/// finds it again by comparing the complete 40-byte value.
+pub struct Allocation {
+    pub region: MemRegion,
+    // Dropped in this order: the mapping, then the descriptor.
+    _map: MmapRaw,
+    _fd: OwnedFd,
+}
+
 /// Allocates a shared, fd-backed region of `len` bytes (`len` already
 /// checked against the alignment): memfd "libblkio-buf" with close-on-exec,
 /// sized with ftruncate and mapped shared.
-pub fn allocate(len: usize, align: u64) -> Result<MemRegion> {
+pub fn allocate(len: usize, align: u64) -> Result<Allocation> {
     if len == 0 {
         return Err(Error::from_errno(libc::EINVAL));
     }
     let fd = sys::memfd(c"libblkio-buf", len)?;
-    let addr = sys::map_shared(fd.as_raw_fd(), len)?
-        .as_ptr()
-        .cast::<c_void>();
+    let map = sys::map_shared(fd.as_raw_fd(), 0, len, false).map_err(Error::os)?;
+    let addr = map.as_mut_ptr().cast::<c_void>();
     if align > 1 && (addr as u64) % align != 0 {
-        // SAFETY: the mapping made just above, used by nothing yet.
-        unsafe { libc::munmap(addr, len) };
+        // `map` and `fd` drop here: unmapped and closed.
         return Err(Error::new(
             libc::EOVERFLOW,
             format!("Address {addr:p} violates mem-region-alignment {align}"),
         ));
     }
-    // The descriptor now belongs to the C struct; `release` closes it.
-    Ok(MemRegion {
-        addr,
-        len,
-        iova: 0,
-        fd_offset: 0,
-        fd: fd.into_raw_fd(),
-        flags: 0,
+    Ok(Allocation {
+        region: MemRegion {
+            addr,
+            len,
+            iova: 0,
+            fd_offset: 0,
+            fd: fd.as_raw_fd(),
+            flags: 0,
+        },
+        _map: map,
+        _fd: fd,
     })
-}
-
-/// Releases a region made by [`allocate`].
-///
-/// # Safety
-/// `region` came from [`allocate`], is released once, is no longer mapped
-/// by the driver, and nothing uses its memory or descriptor afterwards.
-pub unsafe fn release(region: &MemRegion) {
-    // SAFETY: the mapping and descriptor are ours to end (this function's
-    // contract).
-    unsafe {
-        libc::munmap(region.addr, region.len);
-        libc::close(region.fd);
-    }
 }
 
 /// The regions an instance knows about.
 #[derive(Default)]
 pub struct Regions {
-    allocated: Vec<MemRegion>,
+    allocated: Vec<Allocation>,
     mapped: Vec<MemRegion>,
 }
 
 impl Regions {
-    pub fn add_allocated(&mut self, r: MemRegion) {
+    pub fn add_allocated(&mut self, r: Allocation) {
         self.allocated.push(r);
     }
 
     /// Forgets and returns an allocated region if it is known and unmapped.
-    pub fn take_allocated(&mut self, r: &MemRegion) -> Option<MemRegion> {
+    pub fn take_allocated(&mut self, r: &MemRegion) -> Option<Allocation> {
         if self.is_mapped(r) {
             return None;
         }
-        let i = self.allocated.iter().position(|a| a == r)?;
+        let i = self.allocated.iter().position(|a| a.region == *r)?;
         Some(self.allocated.swap_remove(i))
     }
 
@@ -109,7 +114,7 @@ impl Regions {
     }
 
     /// Empties both registries, returning (mapped, allocated).
-    pub fn drain(&mut self) -> (Vec<MemRegion>, Vec<MemRegion>) {
+    pub fn drain(&mut self) -> (Vec<MemRegion>, Vec<Allocation>) {
         (
             std::mem::take(&mut self.mapped),
             std::mem::take(&mut self.allocated),

@@ -5,8 +5,8 @@ use std::ffi::CStr;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 
+use memmap2::{MmapOptions, MmapRaw};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::error::{Error, Result};
@@ -38,24 +38,19 @@ pub fn memfd(name: &CStr, len: usize) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Maps `len` bytes of `fd` from offset 0, shared and read-write.
-pub fn map_shared(fd: RawFd, len: usize) -> Result<NonNull<u8>> {
-    // SAFETY: a new mapping chosen by the kernel; nothing existing is
-    // touched; the result is checked.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    if addr == libc::MAP_FAILED {
-        return Err(Error::last_os_error());
+/// Maps `len` bytes of `fd` from byte `offset`, shared and read-write, and
+/// pre-faulted when `populate`: the one way the library maps shared memory
+/// (memory regions, the virtqueue block, io_uring rings, VFIO BARs). The
+/// mapping is a [`MmapRaw`], unmapped when it drops. `offset` need not be
+/// page-aligned: memmap2 maps from the page below and its pointer
+/// (`as_mut_ptr`) is the byte at `offset`.
+pub fn map_shared(fd: RawFd, offset: u64, len: usize, populate: bool) -> std::io::Result<MmapRaw> {
+    let mut options = MmapOptions::new();
+    options.offset(offset).len(len);
+    if populate {
+        options.populate();
     }
-    NonNull::new(addr.cast()).ok_or_else(|| Error::from_errno(libc::ENOMEM))
+    options.map_raw(fd)
 }
 
 /// `fstat(fd)`.

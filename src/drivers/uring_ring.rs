@@ -21,16 +21,16 @@
 
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, RawFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use io_uring::{cqueue, squeue, IoUring};
+use memmap2::MmapRaw;
 
-use crate::core::{Error, Result};
+use crate::core::{sys, Error, Result};
 
-const IORING_OFF_SQ_RING: libc::off_t = 0;
-const IORING_OFF_CQ_RING: libc::off_t = 0x800_0000;
-const IORING_OFF_SQES: libc::off_t = 0x1000_0000;
+const IORING_OFF_SQ_RING: u64 = 0;
+const IORING_OFF_CQ_RING: u64 = 0x800_0000;
+const IORING_OFF_SQES: u64 = 0x1000_0000;
 
 /// `struct io_sqring_offsets`.
 #[repr(C)]
@@ -85,30 +85,14 @@ struct Params {
 const _: () = assert!(std::mem::size_of::<Params>() == 120);
 const _: () = assert!(std::mem::size_of::<Params>() == std::mem::size_of::<io_uring::Parameters>());
 
-/// One shared mapping of ring memory.
-struct Map {
-    addr: NonNull<u8>,
-    len: usize,
-}
+/// One shared mapping of ring memory (pre-faulted, as the crate does).
+struct Map(MmapRaw);
 
 impl Map {
-    fn new(fd: RawFd, offset: libc::off_t, len: usize) -> Result<Map> {
-        // SAFETY: a new shared mapping of the ring; nothing else is touched.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                offset,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::os(std::io::Error::last_os_error()));
-        }
-        let addr = NonNull::new(addr.cast()).expect("mmap returned NULL");
-        Ok(Map { addr, len })
+    fn new(fd: RawFd, offset: u64, len: usize) -> Result<Map> {
+        sys::map_shared(fd, offset, len, true)
+            .map(Map)
+            .map_err(Error::os)
     }
 
     /// The address of the `T` `offset` bytes into the mapping (an offset
@@ -118,19 +102,12 @@ impl Map {
         assert!(
             (offset as usize)
                 .checked_add(std::mem::size_of::<T>())
-                .is_some_and(|end| end <= self.len),
+                .is_some_and(|end| end <= self.0.len()),
             "io_uring ring offset {offset} outside a mapping of {} bytes",
-            self.len
+            self.0.len()
         );
         // SAFETY: `offset + size_of::<T>()` <= len (checked above).
-        unsafe { self.addr.as_ptr().add(offset as usize).cast() }
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, unmapped once.
-        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+        unsafe { self.0.as_mut_ptr().add(offset as usize).cast() }
     }
 }
 

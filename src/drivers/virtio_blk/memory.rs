@@ -7,7 +7,9 @@ use std::ptr::NonNull;
 use super::record::RECORD_LEN;
 use super::virtqueue::{packed, split};
 use crate::core::region::MemRegion;
-use crate::core::{sys, Result};
+use memmap2::MmapRaw;
+
+use crate::core::{sys, Error, Result};
 
 /// Where the parts of one queue's block are (docs/contract/virtio.md §3.2). The
 /// descriptors start at offset 0.
@@ -45,29 +47,22 @@ impl BlockLayout {
 /// A zeroed, shared, fd-backed mapping (memfd "virtio-ring", close-on-exec)
 /// that the device can map too. Queues keep it alive through an `Arc`.
 pub struct QueueMemory {
-    addr: NonNull<u8>,
-    len: usize,
+    map: MmapRaw,
     fd: OwnedFd,
 }
-
-// SAFETY: the mapping is plain shared memory; each queue uses only its own
-// part of it, and the value itself is never mutated after creation.
-unsafe impl Send for QueueMemory {}
-// SAFETY: as for Send.
-unsafe impl Sync for QueueMemory {}
 
 impl QueueMemory {
     pub fn new(len: usize) -> Result<QueueMemory> {
         let fd = sys::memfd(c"virtio-ring", len)?;
-        let addr = sys::map_shared(fd.as_raw_fd(), len)?;
-        Ok(QueueMemory { addr, len, fd })
+        let map = sys::map_shared(fd.as_raw_fd(), 0, len, false).map_err(Error::os)?;
+        Ok(QueueMemory { map, fd })
     }
 
     /// The block as a memory region, for registration with the device.
     pub fn region(&self) -> MemRegion {
         MemRegion {
-            addr: self.addr.as_ptr().cast(),
-            len: self.len,
+            addr: self.map.as_mut_ptr().cast(),
+            len: self.map.len(),
             iova: 0,
             fd_offset: 0,
             fd: self.fd.as_raw_fd(),
@@ -77,17 +72,9 @@ impl QueueMemory {
 
     /// The address `offset` bytes into the block (`offset` < len).
     pub fn at(&self, offset: usize) -> NonNull<u8> {
-        assert!(offset < self.len);
-        // SAFETY: inside the mapping.
-        unsafe { self.addr.add(offset) }
-    }
-}
-
-impl Drop for QueueMemory {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; no queue uses it any more (they hold
-        // the Arc that is being dropped).
-        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+        assert!(offset < self.map.len());
+        // SAFETY: inside the mapping, whose address is not null.
+        unsafe { NonNull::new_unchecked(self.map.as_mut_ptr().add(offset)) }
     }
 }
 

@@ -3,7 +3,8 @@
 //! interrupts delivered to eventfds, and reset.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+
+use memmap2::MmapRaw;
 
 use super::sys::*;
 use crate::core::{Error, Result};
@@ -22,18 +23,11 @@ pub struct PciDevice {
 
 /// A memory-mapped window of a BAR, unmapped on drop.
 pub struct Window {
-    base: NonNull<u8>,
-    map_len: usize,
-    /// Offset of the window's first byte inside the mapping.
-    skew: usize,
+    /// Starts at the window's first byte (memmap2 maps from the page
+    /// below the BAR offset and points past the difference).
+    map: MmapRaw,
     pub len: usize,
 }
-
-// SAFETY: device registers; accesses are volatile and each register is
-// used by one owner (the transport or one queue's notify address).
-unsafe impl Send for Window {}
-// SAFETY: as for Send.
-unsafe impl Sync for Window {}
 
 impl Window {
     /// Address of the `T` at byte `off` of the window. The bounds check is
@@ -48,9 +42,9 @@ impl Window {
             "register {off:#x} outside a window of {:#x} bytes",
             self.len
         );
-        // SAFETY: `skew + off + size_of::<T>()` <= `skew + len` <= map_len
-        // (checked above; `new` keeps the window inside the mapping).
-        unsafe { self.base.as_ptr().add(self.skew + off).cast() }
+        // SAFETY: `off + size_of::<T>()` <= `len`, the mapping's length
+        // (checked above).
+        unsafe { self.map.as_mut_ptr().add(off).cast() }
     }
 
     pub fn read8(&self, off: usize) -> u8 {
@@ -81,13 +75,6 @@ impl Window {
     pub fn write64(&self, off: usize, v: u64) {
         self.write32(off, v as u32);
         self.write32(off + 4, (v >> 32) as u32);
-    }
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
     }
 }
 
@@ -237,33 +224,12 @@ impl PciDevice {
                 "virtio capability outside BAR {bar}"
             )));
         }
-        let page = 4096u64;
-        let start = off - off % page;
-        let skew = (off - start) as usize;
-        let map_len = (skew + len).next_multiple_of(page as usize);
-        // SAFETY: maps device memory through the VFIO fd; checked.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                (r.offset + start) as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            let e = std::io::Error::last_os_error();
-            let message = format!("Failed to map BAR {bar}: {e}");
-            return Err(Error::transport(message, e));
-        }
-        Ok(Window {
-            // SAFETY: mmap succeeded, so not null.
-            base: unsafe { NonNull::new_unchecked(p.cast()) },
-            map_len,
-            skew,
-            len,
-        })
+        let map = crate::core::sys::map_shared(self.fd.as_raw_fd(), r.offset + off, len, false)
+            .map_err(|e| {
+                let message = format!("Failed to map BAR {bar}: {e}");
+                Error::transport(message, e)
+            })?;
+        Ok(Window { map, len })
     }
 
     /// Makes MSI-X vectors 0..n signal the given eventfds.

@@ -181,10 +181,10 @@ fn run(fault: Fault, timeout: Duration) -> (Result<[u8; CONFIG_LEN]>, Vec<Receiv
         |mut vu| {
             let config = vu.read_config()?;
             let region = crate::core::region::allocate(4096, 1)?;
-            let mapped = vu.map_mem_region(&region);
-            // SAFETY: allocated above, released once, the back-end thread
-            // closed its copy of the descriptor and never maps it.
-            unsafe { crate::core::region::release(&region) };
+            let mapped = vu.map_mem_region(&region.region);
+            // Unmapped and closed; the back-end thread closed its copy of
+            // the descriptor and never maps it.
+            drop(region);
             mapped.map(|()| config)
         },
     );
