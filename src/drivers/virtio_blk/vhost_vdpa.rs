@@ -11,14 +11,20 @@
 //! the acked backend features as we do, and `VhostKernVdpa::with` takes an
 //! already-open fd (the `fd` property). What it would cost us, and why the
 //! switch is not made yet:
-//! * a type parameter `AS: vm_memory::GuestAddressSpace` that vDPA never
-//!   uses (only `set_mem_table` reads it, which this driver never calls:
-//!   mappings go through IOTLB messages); we would pass an empty
-//!   `GuestMemoryAtomic<GuestMemoryMmap>`;
-//! * its errors are `vhost::Error` values, to be mapped back to our errors
-//!   with the errno kept (`Error::IoctlError(io::Error)`);
+//! * a type parameter `AS` (a vm-memory guest address space) that vDPA
+//!   never uses (only `set_mem_table` reads it, which this driver never
+//!   calls: mappings go through IOTLB messages); vm-memory implements it
+//!   for `Arc<M>`, so an empty `Arc<GuestMemoryMmap>` would do, at the cost
+//!   of vm-memory as a direct dependency (not yet tried to compile);
+//! * `VhostKernVdpa::with` takes the fd as a `File` and has no way to give
+//!   it back, so a connect that fails after it would close the
+//!   application's `fd`, which must stay open then (docs/contract/abi.md
+//!   §6.3); the value would have to be leaked with `ManuallyDrop` instead;
+//! * its errors are `vhost::Error::IoctlError(io::Error)`, which do not say
+//!   which ioctl failed: every call would be wrapped to keep our messages
+//!   ("VHOST_SET_VRING_NUM: ...") and the `io::Error` as the source;
 //! * this transport is only exercised by the VM suite (tests/vm/run.sh),
-//!   so the switch needs a VM run it has not had yet.
+//!   (about 30 s here), so the switch is its own change with a VM run.
 //!
 //! Choices where the spec leaves room:
 //! * IOTLB messages use the v2 format when the kernel offers
