@@ -2,8 +2,10 @@
 //! kernel's `/dev/vhost-vdpa-N` character device, driven with vhost ioctls
 //! and IOTLB messages written to the device fd.
 //!
-//! The ioctls are written here by hand although vhost 0.18's `VhostKernVdpa`
-//! (feature `vhost-vdpa`; `cargo check --offline` builds with it)
+//! The kernel structs and ioctl numbers are the `vhost` crate's
+//! (`vhost_kern::vhost_binding`, feature `vhost-vdpa`); only the config
+//! buffer (a header plus flexible array there) is ours. The ioctl calls
+//! themselves are written here by hand although vhost 0.18's `VhostKernVdpa`
 //! could issue every one of them: its `set_vring_addr` does not check ring
 //! addresses against guest memory (its `is_valid` checks only that the
 //! queue size is a power of two no larger than the maximum, and the log
@@ -39,8 +41,18 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use vhost::vhost_kern::vhost_binding::{
+    vhost_iotlb_msg, vhost_msg, vhost_msg_v2, vhost_msg_v2__bindgen_ty_1, vhost_vdpa_iova_range,
+    vhost_vring_addr, vhost_vring_file, vhost_vring_state, VHOST_ACCESS_RW,
+    VHOST_BACKEND_F_IOTLB_MSG_V2, VHOST_GET_BACKEND_FEATURES, VHOST_GET_FEATURES,
+    VHOST_IOTLB_INVALIDATE, VHOST_IOTLB_MSG, VHOST_IOTLB_MSG_V2, VHOST_IOTLB_UPDATE,
+    VHOST_SET_BACKEND_FEATURES, VHOST_SET_FEATURES, VHOST_SET_OWNER, VHOST_SET_VRING_ADDR,
+    VHOST_SET_VRING_BASE, VHOST_SET_VRING_CALL, VHOST_SET_VRING_KICK, VHOST_SET_VRING_NUM,
+    VHOST_VDPA_GET_CONFIG, VHOST_VDPA_GET_DEVICE_ID, VHOST_VDPA_GET_IOVA_RANGE,
+    VHOST_VDPA_GET_STATUS, VHOST_VDPA_GET_VRING_NUM, VHOST_VDPA_SET_STATUS,
+    VHOST_VDPA_SET_VRING_ENABLE,
+};
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ref, ioctl_with_ref};
-use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr};
 
 use super::config::bit;
 use super::iova::{IovaRange, IovaTable};
@@ -50,27 +62,8 @@ use crate::core::device_fd::DeviceFd;
 use crate::core::region::MemRegion;
 use crate::core::{Error, Result};
 
-const VHOST: u32 = 0xAF;
-ioctl_ior_nr!(VHOST_GET_FEATURES, VHOST, 0x00, u64);
-ioctl_iow_nr!(VHOST_SET_FEATURES, VHOST, 0x00, u64);
-ioctl_io_nr!(VHOST_SET_OWNER, VHOST, 0x01);
-ioctl_iow_nr!(VHOST_SET_VRING_NUM, VHOST, 0x10, VringState);
-ioctl_iow_nr!(VHOST_SET_VRING_ADDR, VHOST, 0x11, VringAddr);
-ioctl_iow_nr!(VHOST_SET_VRING_BASE, VHOST, 0x12, VringState);
-ioctl_iow_nr!(VHOST_SET_VRING_KICK, VHOST, 0x20, VringFile);
-ioctl_iow_nr!(VHOST_SET_VRING_CALL, VHOST, 0x21, VringFile);
-ioctl_iow_nr!(VHOST_SET_BACKEND_FEATURES, VHOST, 0x25, u64);
-ioctl_ior_nr!(VHOST_GET_BACKEND_FEATURES, VHOST, 0x26, u64);
-ioctl_ior_nr!(VHOST_VDPA_GET_DEVICE_ID, VHOST, 0x70, u32);
-ioctl_ior_nr!(VHOST_VDPA_GET_STATUS, VHOST, 0x71, u8);
-ioctl_iow_nr!(VHOST_VDPA_SET_STATUS, VHOST, 0x72, u8);
-ioctl_ior_nr!(VHOST_VDPA_GET_CONFIG, VHOST, 0x73, [u32; 2]);
-ioctl_iow_nr!(VHOST_VDPA_SET_VRING_ENABLE, VHOST, 0x75, VringState);
-ioctl_ior_nr!(VHOST_VDPA_GET_VRING_NUM, VHOST, 0x76, u16);
-ioctl_ior_nr!(VHOST_VDPA_GET_IOVA_RANGE, VHOST, 0x78, [u64; 2]);
-
-/// `VHOST_BACKEND_F_IOTLB_MSG_V2`.
-const IOTLB_MSG_V2: u64 = bit(1);
+/// `VHOST_BACKEND_F_IOTLB_MSG_V2` (the crate's constant is the bit number).
+const IOTLB_MSG_V2: u64 = bit(VHOST_BACKEND_F_IOTLB_MSG_V2 as u32);
 /// `VIRTIO_F_ACCESS_PLATFORM`: the device uses IOVAs.
 const ACCESS_PLATFORM: u64 = bit(33);
 /// Virtio device id of a block device.
@@ -82,39 +75,8 @@ const DRIVER: u8 = 2;
 const DRIVER_OK: u8 = 4;
 const FEATURES_OK: u8 = 8;
 
-/// IOTLB message and update types, access permission.
-const VHOST_IOTLB_MSG: u32 = 1;
-const VHOST_IOTLB_MSG_V2: u32 = 2;
-const VHOST_IOTLB_UPDATE: u8 = 2;
-const VHOST_IOTLB_INVALIDATE: u8 = 3;
-const VHOST_ACCESS_RW: u8 = 3;
-
-/// `struct vhost_vring_state`.
-#[repr(C)]
-struct VringState {
-    index: u32,
-    num: u32,
-}
-
-/// `struct vhost_vring_file`.
-#[repr(C)]
-struct VringFile {
-    index: u32,
-    fd: i32,
-}
-
-/// `struct vhost_vring_addr`.
-#[repr(C)]
-struct VringAddr {
-    index: u32,
-    flags: u32,
-    desc: u64,
-    used: u64,
-    avail: u64,
-    log: u64,
-}
-
-/// `struct vhost_vdpa_config` with room for the virtio-blk config.
+/// `struct vhost_vdpa_config` with room for the virtio-blk config (the
+/// crate's `vhost_vdpa_config` is the header with a flexible array).
 #[repr(C)]
 struct ConfigBuf {
     off: u32,
@@ -122,23 +84,11 @@ struct ConfigBuf {
     buf: [u8; CONFIG_LEN],
 }
 
-/// `struct vhost_msg` / `vhost_msg_v2` (72 bytes): type, asid (v2) or
-/// padding (v1), then `struct vhost_iotlb_msg` padded to 64 bytes.
-#[repr(C)]
-#[derive(Default)]
-struct IotlbMsg {
-    kind: u32,
-    asid: u32,
-    iova: u64,
-    size: u64,
-    uaddr: u64,
-    perm: u8,
-    op: u8,
-    pad: [u8; 6],
-    tail: [u64; 4],
-}
-
-const _: () = assert!(std::mem::size_of::<IotlbMsg>() == 72);
+// One message layout for both IOTLB formats: `vhost_msg` (v1) has 4
+// bytes of padding where `vhost_msg_v2` has its reserved (ASID) field, and
+// the kernel reads the v1 message from offset 8, as v2.
+const _: () = assert!(std::mem::size_of::<vhost_msg_v2>() == 72);
+const _: () = assert!(std::mem::size_of::<vhost_msg>() == 72);
 
 /// A connected vhost-vdpa device.
 pub struct VhostVdpa {
@@ -241,40 +191,50 @@ impl VhostVdpa {
         Self::set_u64(fd, VHOST_SET_FEATURES(), features, "VHOST_SET_FEATURES")?;
         Self::add_status(fd, FEATURES_OK)?;
 
-        let mut range = [0u64; 2];
+        let mut range = vhost_vdpa_iova_range { first: 0, last: 0 };
         check(
             // SAFETY: VHOST_VDPA_GET_IOVA_RANGE writes {first, last}.
             unsafe { ioctl_with_mut_ref(fd, VHOST_VDPA_GET_IOVA_RANGE(), &mut range) },
             "VHOST_VDPA_GET_IOVA_RANGE",
         )?;
         let range = IovaRange {
-            first: range[0],
-            last: range[1],
+            first: range.first,
+            last: range.last,
         };
         Ok((features, acked != 0, range))
     }
 
     fn iotlb(&self, op: u8, iova: u64, size: u64, uaddr: u64) -> std::io::Result<()> {
-        let msg = IotlbMsg {
-            kind: if self.iotlb_v2 {
+        let msg = vhost_msg_v2 {
+            type_: if self.iotlb_v2 {
                 VHOST_IOTLB_MSG_V2
             } else {
-                VHOST_IOTLB_MSG
+                VHOST_IOTLB_MSG as u32
             },
-            iova,
-            size,
-            uaddr,
-            perm: if op == VHOST_IOTLB_UPDATE {
-                VHOST_ACCESS_RW
-            } else {
-                0
+            reserved: 0,
+            __bindgen_anon_1: vhost_msg_v2__bindgen_ty_1 {
+                iotlb: vhost_iotlb_msg {
+                    iova,
+                    size,
+                    uaddr,
+                    perm: if op == VHOST_IOTLB_UPDATE {
+                        VHOST_ACCESS_RW
+                    } else {
+                        0
+                    },
+                    type_: op,
+                },
             },
-            op,
-            ..Default::default()
         };
-        let len = std::mem::size_of::<IotlbMsg>();
+        let len = std::mem::size_of::<vhost_msg_v2>();
         // SAFETY: writes the 72-byte message from a live value.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), (&msg as *const IotlbMsg).cast(), len) };
+        let n = unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&msg as *const vhost_msg_v2).cast(),
+                len,
+            )
+        };
         match n {
             n if n < 0 => Err(std::io::Error::last_os_error()),
             n if n as usize != len => Err(std::io::Error::from_raw_os_error(libc::EIO)),
@@ -283,7 +243,7 @@ impl VhostVdpa {
     }
 
     fn vring_state(&self, req: libc::c_ulong, index: usize, num: u32, what: &str) -> Result<()> {
-        let s = VringState {
+        let s = vhost_vring_state {
             index: index as u32,
             num,
         };
@@ -292,7 +252,7 @@ impl VhostVdpa {
     }
 
     fn vring_file(&self, req: libc::c_ulong, index: usize, fd: RawFd, what: &str) -> Result<()> {
-        let f = VringFile {
+        let f = vhost_vring_file {
             index: index as u32,
             fd,
         };
@@ -414,13 +374,13 @@ impl Transport for VhostVdpa {
                 "VHOST_SET_VRING_NUM",
             )?;
             self.vring_state(VHOST_SET_VRING_BASE(), q.index, 0, "VHOST_SET_VRING_BASE")?;
-            let addr = VringAddr {
+            let addr = vhost_vring_addr {
                 index: q.index as u32,
                 flags: 0,
-                desc: q.desc,
-                used: q.used,
-                avail: q.avail,
-                log: 0,
+                desc_user_addr: q.desc,
+                used_user_addr: q.used,
+                avail_user_addr: q.avail,
+                log_guest_addr: 0,
             };
             check(
                 // SAFETY: VHOST_SET_VRING_ADDR reads a vhost_vring_addr.
