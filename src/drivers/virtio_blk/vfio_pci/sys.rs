@@ -1,5 +1,10 @@
 //! The VFIO ioctls and structures used here (linux/vfio.h), and the one
 //! helper that turns their results into errors.
+//!
+//! Copied by hand: the `vfio-bindings` crate is not among this project's
+//! dependencies (nor in the offline crate cache). Their layout is the
+//! kernel's stable ABI and is checked by the unit tests below (sizes and
+//! field offsets).
 
 use std::os::fd::AsRawFd;
 
@@ -144,7 +149,33 @@ mod tests {
         assert_eq!(VFIO_DEVICE_SET_IRQS(), 0x3B6E);
         assert_eq!(VFIO_IOMMU_GET_INFO(), 0x3B70);
         assert_eq!(VFIO_IOMMU_UNMAP_DMA(), 0x3B72);
-        assert_eq!(std::mem::size_of::<IommuInfo>(), 24);
-        assert_eq!(std::mem::size_of::<RegionInfo>(), 32);
+    }
+
+    /// Sizes and offsets of `<linux/vfio.h>`.
+    #[test]
+    fn layouts_match_linux_vfio_h() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<GroupStatus>(), 8);
+        assert_eq!(size_of::<IommuInfo>(), 24);
+        assert_eq!(offset_of!(IommuInfo, iova_pgsizes), 8);
+        assert_eq!(offset_of!(IommuInfo, cap_offset), 16);
+        assert_eq!(size_of::<DmaMap>(), 32);
+        assert_eq!(offset_of!(DmaMap, vaddr), 8);
+        assert_eq!(offset_of!(DmaMap, iova), 16);
+        assert_eq!(offset_of!(DmaMap, size), 24);
+        assert_eq!(size_of::<DmaUnmap>(), 24);
+        assert_eq!(offset_of!(DmaUnmap, iova), 8);
+        assert_eq!(offset_of!(DmaUnmap, size), 16);
+        assert_eq!(size_of::<DeviceInfo>(), 24);
+        assert_eq!(offset_of!(DeviceInfo, num_regions), 8);
+        assert_eq!(offset_of!(DeviceInfo, num_irqs), 12);
+        assert_eq!(offset_of!(DeviceInfo, cap_offset), 16);
+        assert_eq!(size_of::<RegionInfo>(), 32);
+        assert_eq!(offset_of!(RegionInfo, index), 8);
+        assert_eq!(offset_of!(RegionInfo, size), 16);
+        assert_eq!(offset_of!(RegionInfo, offset), 24);
+        assert_eq!(size_of::<IrqInfo>(), 16);
+        assert_eq!(offset_of!(IrqInfo, index), 8);
+        assert_eq!(offset_of!(IrqInfo, count), 12);
     }
 }
