@@ -32,7 +32,10 @@ const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 /// `_NSIG / 8`: the size of the kernel's signal set.
 const KERNEL_SIGSET_SIZE: u32 = 8;
 
-/// `struct io_uring_getevents_arg`.
+/// `struct io_uring_getevents_arg`. The crate's `types::SubmitArgs` wraps the
+/// same struct, but its `sigmask` setter writes the 128-byte
+/// `size_of::<libc::sigset_t>()` as the mask size, which the kernel
+/// refuses; the layout is checked against it below.
 #[repr(C)]
 struct GeteventsArg {
     sigmask: u64,
@@ -40,6 +43,12 @@ struct GeteventsArg {
     pad: u32,
     ts: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<GeteventsArg>() == 24);
+const _: () = assert!(std::mem::offset_of!(GeteventsArg, sigmask_sz) == 8);
+const _: () = assert!(std::mem::offset_of!(GeteventsArg, ts) == 16);
+const _: () =
+    assert!(std::mem::size_of::<GeteventsArg>() == std::mem::size_of::<types::SubmitArgs>());
 
 /// Submits `to_submit` queued SQEs and, if `wait_for` > 0, waits until that
 /// many completions are available, `timeout` runs out (-ETIME) or, with
