@@ -309,7 +309,7 @@ struct lthread {
     int kind;
     const char *path;
     unsigned ok_cycles, mismatches, unexpected;
-    char error[640];
+    char error[700];
 };
 
 /* Each kind makes a failure with its own errno and message. Returns the
@@ -371,7 +371,7 @@ static void *life_thread(void *arg)
         blkio_destroy(&b);
         if (ret != want_ret || strcmp(blkio_get_error_msg(), want_msg) != 0) {
             t->mismatches++;
-            snprintf(t->error, sizeof(t->error), "kind %d: got %d \"%s\", expected %d \"%s\"",
+            snprintf(t->error, sizeof(t->error), "kind %d: got %d \"%.250s\", expected %d \"%.250s\"",
                      t->kind, ret, blkio_get_error_msg(), want_ret, want_msg);
         }
         /* A full successful life cycle with one read: successful calls never
@@ -394,7 +394,7 @@ static void *life_thread(void *arg)
         if (strcmp(blkio_get_error_msg(), want_msg) != 0) {
             t->mismatches++;
             snprintf(t->error, sizeof(t->error),
-                     "kind %d: after successful calls the message is \"%s\", expected \"%s\"",
+                     "kind %d: after successful calls the message is \"%.250s\", expected \"%.250s\"",
                      t->kind, blkio_get_error_msg(), want_msg);
         } else {
             t->ok_cycles++;
