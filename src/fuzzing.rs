@@ -554,15 +554,7 @@ pub fn vhost_user_reply(data: &[u8]) {
         drop(region);
         mapped?;
         let call = crate::core::sys::eventfd(false).expect("eventfd");
-        let setup = QueueSetup {
-            index: 0,
-            size: 16,
-            desc: 0x1000,
-            avail: 0x2000,
-            used: 0x3000,
-            call: &call,
-        };
-        vu.start_queues(&[setup])
+        vu.start_queues(&[QueueSetup::example(&call)])
             .map(|kicks| assert_eq!(kicks.len(), 1))
     });
     if let Err(e) = steps {

@@ -94,6 +94,23 @@ pub struct QueueSetup<'a> {
     pub call: &'a EventFd,
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+impl<'a> QueueSetup<'a> {
+    /// Queue 0 of 16 entries at fixed device addresses (descriptors at
+    /// 0x1000, available ring at 0x2000, used ring at 0x3000): the queue
+    /// the transport tests and fuzz targets set up against fake devices.
+    pub fn example(call: &'a EventFd) -> Self {
+        QueueSetup {
+            index: 0,
+            size: 16,
+            desc: 0x1000,
+            avail: 0x2000,
+            used: 0x3000,
+            call,
+        }
+    }
+}
+
 /// One way of reaching a virtio device.
 pub trait Transport: Send + Sized + 'static {
     /// The `blkio_create` name of the driver using this transport.

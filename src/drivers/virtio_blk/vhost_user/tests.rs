@@ -325,15 +325,9 @@ fn kick_and_call_carry_their_eventfds() {
     let peer = thread::spawn(move || backend(theirs, Fault::None));
     let mut vu = VhostUser::handshake(Channel::new(ours), 1 << 32).expect("handshake");
     let call = crate::core::sys::eventfd(false).expect("eventfd");
-    let setup = QueueSetup {
-        index: 0,
-        size: 16,
-        desc: 0x1000,
-        avail: 0x2000,
-        used: 0x3000,
-        call: &call,
-    };
-    let kicks = vu.start_queues(&[setup]).expect("start_queues");
+    let kicks = vu
+        .start_queues(&[QueueSetup::example(&call)])
+        .expect("start_queues");
     assert_eq!(kicks.len(), 1);
     drop(vu);
     let seen = peer.join().expect("back-end");
