@@ -149,6 +149,27 @@ struct Slot {
     region: Option<Arc<Shared>>,
 }
 
+/// Where the data of a read or write is: `len` bytes at `offset` of a
+/// region, `len` bytes at a pointer, or the buffers of an iovec array.
+enum Buffer<'r> {
+    Region(&'r MemRegion, usize, usize),
+    Raw(*mut u8, usize),
+    Iov(&'r [libc::iovec]),
+}
+
+impl Buffer<'_> {
+    fn op(write: bool, buf: *mut u8, len: usize) -> Op {
+        if write {
+            Op::Write {
+                buf: buf.cast_const(),
+                len,
+            }
+        } else {
+            Op::Read { buf, len }
+        }
+    }
+}
+
 /// A queue of a started instance ([`Blkio::queue`](super::Blkio::queue)):
 /// requests are submitted to it and complete through [`Queue::do_io`].
 ///
@@ -219,33 +240,6 @@ impl<'a> Queue<'a> {
         self.outstanding
     }
 
-    /// A buffer `[offset, offset + len)` of `region`, or the completion
-    /// that refuses it.
-    fn region_buffer(
-        &mut self,
-        region: &MemRegion,
-        offset: usize,
-        len: usize,
-        user_data: usize,
-    ) -> Option<(*mut u8, usize)> {
-        if offset
-            .checked_add(len)
-            .is_some_and(|end| end <= region.len())
-        {
-            let ud = self.slot(user_data, Some(region.shared().clone()));
-            // SAFETY: `offset` is within the region (checked above).
-            Some((unsafe { region.as_ptr().add(offset) }, ud))
-        } else {
-            let ud = self.slot(user_data, None);
-            self.raw().fail(
-                ud,
-                libc::EINVAL,
-                Some(c"buffer lies outside the memory region"),
-            );
-            None
-        }
-    }
-
     /// Reads `len` bytes from the device at byte `start` into
     /// `region[offset..offset + len]`.
     ///
@@ -281,12 +275,9 @@ impl<'a> Queue<'a> {
         user_data: usize,
         flags: ReqFlags,
     ) {
-        if let Some((buf, ud)) = self.region_buffer(region, offset, len, user_data) {
-            // SAFETY: the buffer lies in the region, which the slot keeps
-            // alive until the completion is returned; MemRegion::bytes*
-            // refuse while the request is in flight.
-            unsafe { self.raw().read(start, buf, len, ud, flags.bits()) };
-        }
+        let buf = Buffer::Region(region, offset, len);
+        // SAFETY: a region buffer needs nothing of the caller.
+        unsafe { self.transfer(false, start, buf, user_data, flags) }
     }
 
     /// Writes `region[offset..offset + len]` to the device at byte
@@ -300,10 +291,9 @@ impl<'a> Queue<'a> {
         user_data: usize,
         flags: ReqFlags,
     ) {
-        if let Some((buf, ud)) = self.region_buffer(region, offset, len, user_data) {
-            // SAFETY: as in `read`; the device only reads the buffer.
-            unsafe { self.raw().write(start, buf, len, ud, flags.bits()) };
-        }
+        let buf = Buffer::Region(region, offset, len);
+        // SAFETY: a region buffer needs nothing of the caller.
+        unsafe { self.transfer(true, start, buf, user_data, flags) }
     }
 
     /// Reads into `len` bytes at `buf` (`blkioq_read`).
@@ -322,9 +312,8 @@ impl<'a> Queue<'a> {
         user_data: usize,
         flags: ReqFlags,
     ) {
-        let ud = self.slot(user_data, None);
         // SAFETY: this function's contract.
-        unsafe { self.raw().read(start, buf, len, ud, flags.bits()) };
+        unsafe { self.transfer(false, start, Buffer::Raw(buf, len), user_data, flags) }
     }
 
     /// Writes `len` bytes from `buf` (`blkioq_write`).
@@ -341,9 +330,9 @@ impl<'a> Queue<'a> {
         user_data: usize,
         flags: ReqFlags,
     ) {
-        let ud = self.slot(user_data, None);
-        // SAFETY: this function's contract.
-        unsafe { self.raw().write(start, buf, len, ud, flags.bits()) };
+        let buf = Buffer::Raw(buf.cast_mut(), len);
+        // SAFETY: this function's contract; a write only reads the buffer.
+        unsafe { self.transfer(true, start, buf, user_data, flags) }
     }
 
     /// Reads into the buffers of `iov` (`blkioq_readv`).
@@ -360,7 +349,7 @@ impl<'a> Queue<'a> {
         flags: ReqFlags,
     ) {
         // SAFETY: this function's contract.
-        unsafe { self.vectored(false, start, iov, user_data, flags) }
+        unsafe { self.transfer(false, start, Buffer::Iov(iov), user_data, flags) }
     }
 
     /// Writes the buffers of `iov` (`blkioq_writev`).
@@ -375,48 +364,83 @@ impl<'a> Queue<'a> {
         flags: ReqFlags,
     ) {
         // SAFETY: this function's contract.
-        unsafe { self.vectored(true, start, iov, user_data, flags) }
+        unsafe { self.transfer(true, start, Buffer::Iov(iov), user_data, flags) }
     }
 
+    /// The one path of the reads and writes: records the request (a
+    /// region buffer keeps its region alive) and submits it, or completes
+    /// it at once with `-EINVAL` when its buffer is refused (a range
+    /// outside the region, more iovecs than an `i32` counts).
+    ///
     /// # Safety
-    /// As [`Queue::readv_raw`].
-    unsafe fn vectored(
+    /// A [`Buffer::Raw`] or [`Buffer::Iov`] follows the contract of
+    /// [`Queue::read_raw`] / [`Queue::readv_raw`] (for a write, the
+    /// buffers are only read).
+    unsafe fn transfer(
         &mut self,
         write: bool,
         start: u64,
-        iov: &[libc::iovec],
+        buf: Buffer<'_>,
         user_data: usize,
         flags: ReqFlags,
     ) {
-        let ud = self.slot(user_data, None);
-        let Ok(iovcnt) = u32::try_from(iov.len()) else {
-            return self.raw().fail(
-                ud,
-                libc::EINVAL,
-                Some(c"iovcnt must be non-negative and fit in a signed 32-bit integer"),
-            );
+        let (op, ud) = match buf {
+            Buffer::Region(region, offset, len) => {
+                if offset.checked_add(len).is_none_or(|end| end > region.len()) {
+                    let ud = self.slot(user_data, None);
+                    let msg = c"buffer lies outside the memory region";
+                    return self.raw().fail(ud, libc::EINVAL, Some(msg));
+                }
+                let ud = self.slot(user_data, Some(region.shared().clone()));
+                // SAFETY: `offset` is within the region (checked above).
+                let buf = unsafe { region.as_ptr().add(offset) };
+                (Buffer::op(write, buf, len), ud)
+            }
+            Buffer::Raw(buf, len) => (Buffer::op(write, buf, len), self.slot(user_data, None)),
+            Buffer::Iov(iov) => {
+                let ud = self.slot(user_data, None);
+                let Ok(iovcnt) = u32::try_from(iov.len()) else {
+                    let msg = c"iovcnt must be non-negative and fit in a signed 32-bit integer";
+                    return self.raw().fail(ud, libc::EINVAL, Some(msg));
+                };
+                let iov = iov.as_ptr();
+                let op = if write {
+                    Op::Writev { iov, iovcnt }
+                } else {
+                    Op::Readv { iov, iovcnt }
+                };
+                (op, ud)
+            }
         };
-        let iov = iov.as_ptr();
-        let op = if write {
-            Op::Writev { iov, iovcnt }
-        } else {
-            Op::Readv { iov, iovcnt }
-        };
-        // SAFETY: this function's contract.
+        // SAFETY: a region buffer lies in the region, which the slot keeps
+        // alive until the completion is returned (MemRegion::bytes*
+        // refuse while the request is in flight); the others are this
+        // function's contract.
         unsafe { self.submit(op, start, ud, flags) };
     }
 
+    /// Hands a request to the core: reads and writes through its quick
+    /// paths (`blkioq_read` / `blkioq_write`), the rest through
+    /// [`RawQueue::submit`].
+    ///
     /// # Safety
     /// Every buffer `op` points to follows [`RawQueue::submit`]'s contract.
     unsafe fn submit(&mut self, op: Op, start: u64, ud: usize, flags: ReqFlags) {
-        let req = Request {
-            op,
-            start,
-            user_data: ud,
-            flags: flags.bits(),
-        };
+        let flags = flags.bits();
+        let raw = self.raw();
         // SAFETY: this function's contract.
-        unsafe { self.raw().submit(req) };
+        unsafe {
+            match op {
+                Op::Read { buf, len } => raw.read(start, buf, len, ud, flags),
+                Op::Write { buf, len } => raw.write(start, buf, len, ud, flags),
+                op => raw.submit(Request {
+                    op,
+                    start,
+                    user_data: ud,
+                    flags,
+                }),
+            }
+        }
     }
 
     /// Writes `len` zero bytes at `start` (`blkioq_write_zeroes`).
