@@ -1,7 +1,6 @@
 //! [`Queue`]: submitting requests and reaping their [`Completion`]s.
 
 use std::ffi::CStr;
-use std::ops::BitOr;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -10,41 +9,9 @@ use std::time::Duration;
 use super::error::{Error, Result};
 use super::instance::Inner;
 use super::region::{MemRegion, Shared};
+pub use crate::core::flags::ReqFlags;
 use crate::core::queue::Queue as RawQueue;
-use crate::core::request::{self, Completion as RawCompletion, Op, Request, ZoneOp as RawZoneOp};
-
-/// Request flags (`BLKIO_REQ_*`), combined with `|`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ReqFlags(u32);
-
-impl ReqFlags {
-    /// No flags.
-    pub const NONE: ReqFlags = ReqFlags(0);
-    /// The written data is durable when the request completes (writes).
-    pub const FUA: ReqFlags = ReqFlags(request::REQ_FUA);
-    /// Write-zeroes must not deallocate the range.
-    pub const NO_UNMAP: ReqFlags = ReqFlags(request::REQ_NO_UNMAP);
-    /// Write-zeroes fails rather than writing buffers of zeroes.
-    pub const NO_FALLBACK: ReqFlags = ReqFlags(request::REQ_NO_FALLBACK);
-
-    /// The flags with these bits, unknown ones included (a request with
-    /// unknown bits completes with `-EINVAL`).
-    pub const fn from_bits_retain(bits: u32) -> Self {
-        ReqFlags(bits)
-    }
-
-    /// The bits, as the C API takes them.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-}
-
-impl BitOr for ReqFlags {
-    type Output = ReqFlags;
-    fn bitor(self, rhs: ReqFlags) -> ReqFlags {
-        ReqFlags(self.0 | rhs.0)
-    }
-}
+use crate::core::request::{Completion as RawCompletion, Op, Request, ZoneOp as RawZoneOp};
 
 /// One zone of a zoned device, as [`Queue::report_zones_raw`] fills it in
 /// (the C API's `struct blkio_zone`).

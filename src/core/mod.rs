@@ -6,6 +6,7 @@
 pub mod config;
 pub mod device_fd;
 pub mod error;
+pub mod flags;
 pub mod instance;
 pub mod introspection;
 pub mod property;

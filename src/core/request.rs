@@ -4,14 +4,9 @@
 //! arguments of a `blkioq_*` call. [`Completion`] is the C ABI's
 //! `struct blkio_completion`, written straight into the caller's array.
 
+pub use super::flags::{REQ_FUA, REQ_NO_FALLBACK, REQ_NO_UNMAP};
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-/// Request flag: the data is durable when the request completes.
-pub const REQ_FUA: u32 = 1 << 0;
-/// Request flag: write-zeroes must not deallocate.
-pub const REQ_NO_UNMAP: u32 = 1 << 1;
-/// Request flag: write-zeroes fails instead of writing zero buffers.
-pub const REQ_NO_FALLBACK: u32 = 1 << 2;
 const REQ_ALL: u32 = REQ_FUA | REQ_NO_UNMAP | REQ_NO_FALLBACK;
 
 /// Whether `start` and `start + len` both fit in an `i64`, in one test.
