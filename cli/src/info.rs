@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use blkio::{Blkio, State};
+use blkio::{Blkio, ErrorKind, State};
 
 use crate::cli::{DeviceArgs, HELP_TEMPLATE};
 use crate::device::{self, PropInfo};
@@ -39,10 +39,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let inst = device::open(&spec)?;
     let table = device::property_table(&inst);
     let values = read_all(&inst, &table);
-    // Some values may only exist once the device is started.
+    // Some values may only exist once the device is started: reading them
+    // on a connected instance fails with ErrorKind::WrongState.
     let values = if values
         .iter()
-        .any(|v| matches!(v, Err(e) if e.errno() == libc::EBUSY))
+        .any(|v| matches!(v, Err(e) if e.kind() == ErrorKind::WrongState))
     {
         let inst = device::start(inst, &spec)?;
         read_all(&inst, &table)

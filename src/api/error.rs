@@ -93,14 +93,10 @@ pub struct Error {
 }
 
 impl Error {
-    /// An error with an explicit errno and message.
+    /// An error with an explicit errno and message; its kind is the one
+    /// the library's own error with that errno and message has.
     pub fn new(errno: i32, message: impl Into<Cow<'static, str>>) -> Self {
-        Error {
-            kind: ErrorKind::from_errno(errno),
-            errno,
-            message: message.into(),
-            source: None,
-        }
+        core::Error::new(errno, message).into()
     }
 
     /// The error's class.
@@ -121,13 +117,34 @@ impl Error {
 
 impl From<core::Error> for Error {
     fn from(e: core::Error) -> Self {
+        let kind = kind_of(&e);
         let (errno, message, source) = e.into_parts();
         Error {
-            kind: ErrorKind::from_errno(errno),
+            kind,
             errno,
             message,
             source,
         }
+    }
+}
+
+/// The kind of the library's error: its variant says it, except for a
+/// failed system call and the other errnos, which are known by their
+/// number alone.
+fn kind_of(e: &core::Error) -> ErrorKind {
+    use core::Error as E;
+    match e {
+        E::TimedOut(_) => ErrorKind::TimedOut,
+        E::Interrupted => ErrorKind::Interrupted,
+        E::WouldBlock => ErrorKind::Other,
+        E::Device(_) => ErrorKind::Io,
+        E::InvalidArgument(_) => ErrorKind::InvalidArgument,
+        E::NotFound(_) => ErrorKind::NotFound,
+        E::WrongType(_) => ErrorKind::WrongType,
+        E::ReadOnly(_) => ErrorKind::PermissionDenied,
+        E::NotConnected(_) | E::BadState(_) => ErrorKind::WrongState,
+        E::NotSupported(_) => ErrorKind::NotSupported,
+        E::Os(_) | E::Other(_) => ErrorKind::from_errno(e.errno()),
     }
 }
 
@@ -163,3 +180,38 @@ impl From<Error> for std::io::Error {
 
 /// Result type of the public API.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deriving the kind from the variant gives every error the kind its
+    /// errno names (the documented classes), whichever way it was made.
+    #[test]
+    fn kind_follows_the_errno_classes() {
+        for errno in 1..=133 {
+            let want = ErrorKind::from_errno(errno);
+            for e in [
+                core::Error::new(errno, "text"),
+                core::Error::from_errno(errno),
+                core::Error::new(errno, std::io::Error::from_raw_os_error(errno).to_string()),
+            ] {
+                assert_eq!(Error::from(e).kind(), want, "errno {errno}");
+            }
+            assert_eq!(Error::new(errno, "text").kind(), want, "errno {errno}");
+        }
+        let e = Error::from(core::Error::transport(
+            "send failed",
+            std::io::Error::from_raw_os_error(libc::EPIPE),
+        ));
+        assert_eq!((e.kind(), e.errno()), (ErrorKind::Io, libc::EIO));
+        assert_eq!(
+            Error::from(core::Error::not_started()).kind(),
+            ErrorKind::WrongState
+        );
+        assert_eq!(
+            Error::from(core::Error::not_connected()).kind(),
+            ErrorKind::WrongState
+        );
+    }
+}
