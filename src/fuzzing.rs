@@ -161,10 +161,15 @@ impl Shared {
 }
 
 /// The completion values a virtio-blk status byte may map to.
-fn check_status(ret: i32) {
+fn check_status((ret, msg): (i32, Option<&CStr>)) {
     assert!(
         matches!(ret, 0) || [libc::EIO, libc::ENOTSUP, libc::EPROTO].contains(&-ret),
         "status mapped to {ret}"
+    );
+    assert_eq!(
+        msg.is_some(),
+        ret == -libc::EPROTO,
+        "status mapped to {ret}, {msg:?}"
     );
 }
 

@@ -226,10 +226,15 @@ fn garbage_status_byte_fails_each_request() {
     };
     let (b, mut region) = server.open();
     let done = read_pair(&b, &mut region);
-    assert_eq!([done[0].ret, done[1].ret], [-libc::EPROTO, -libc::EPROTO]);
+    let msg = "device returned an unknown virtio-blk status";
+    for c in &done {
+        assert_eq!((c.ret, c.error_msg), (-libc::EPROTO, Some(msg)));
+    }
     let e = done[0].result().expect_err("a failed completion is an Err");
     assert_eq!((e.kind(), e.errno()), (ErrorKind::Other, libc::EPROTO));
-    assert_eq!(read_one(&b, &region).ret, -libc::EPROTO);
+    assert_eq!(e.message(), msg);
+    let c = read_one(&b, &region);
+    assert_eq!((c.ret, c.error_msg), (-libc::EPROTO, Some(msg)));
 }
 
 #[test]

@@ -322,6 +322,9 @@ static void run_io(const struct scenario *s, const char *label, struct blkioq *q
         blkioq_read(q, 0, buf, 4096, NULL, 0);
         CHECK_INT(collect(q, &c, 1) == 1 ? c.ret : -1000, want,
                   "%s: a later read completes with %d too", label, want);
+        if (s->io == IO_STATUS)
+            CHECK_STR(c.error_msg, "device returned an unknown virtio-blk status",
+                      "%s: its error_msg", label);
         break;
     }
     case IO_HANG: {

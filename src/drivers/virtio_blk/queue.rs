@@ -660,12 +660,12 @@ impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
             let Some(p) = self.take_pending(id) else {
                 continue;
             };
-            let ret = record::status_to_ret(self.records.status(id));
+            let (ret, msg) = record::status_to_ret(self.records.status(id));
             if p.then_flush && ret == 0 {
                 self.queue_flush(p.user_data);
                 continue;
             }
-            out[n] = Completion::new(p.user_data, ret, None);
+            out[n] = Completion::new(p.user_data, ret, msg);
             n += 1;
         }
         self.in_flight -= n;

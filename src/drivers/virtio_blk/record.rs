@@ -8,6 +8,7 @@
 //! | 16 | 1 | status |
 //! | 17 | 16 | segment: sector le64, num_sectors le32, flags le32 |
 
+use std::ffi::CStr;
 use std::ptr::NonNull;
 
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP};
@@ -89,15 +90,19 @@ impl Records {
     }
 }
 
-/// Status byte → completion `ret` (docs/contract/requests.md §7.3).
-pub fn status_to_ret(status: u8) -> i32 {
+/// Status byte → completion `ret` and `error_msg` (docs/contract/requests.md
+/// §7.3): a status virtio-blk does not define says so.
+pub fn status_to_ret(status: u8) -> (i32, Option<&'static CStr>) {
     match status as u32 {
-        VIRTIO_BLK_S_OK => 0,
-        VIRTIO_BLK_S_IOERR => -libc::EIO,
-        VIRTIO_BLK_S_UNSUPP => -libc::ENOTSUP,
-        _ => -libc::EPROTO,
+        VIRTIO_BLK_S_OK => (0, None),
+        VIRTIO_BLK_S_IOERR => (-libc::EIO, None),
+        VIRTIO_BLK_S_UNSUPP => (-libc::ENOTSUP, None),
+        _ => (-libc::EPROTO, Some(UNKNOWN_STATUS)),
     }
 }
+
+/// The `error_msg` of a status byte virtio-blk does not define.
+pub const UNKNOWN_STATUS: &CStr = c"device returned an unknown virtio-blk status";
 
 #[cfg(test)]
 mod tests {
@@ -124,10 +129,14 @@ mod tests {
         assert_eq!(&rec[17..25], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(&rec[25..29], &[0x44, 0x33, 0x22, 0x11]);
         assert_eq!(&rec[29..33], &[1, 0, 0, 0]);
-        assert_eq!(status_to_ret(0), 0);
-        assert_eq!(status_to_ret(1), -libc::EIO);
-        assert_eq!(status_to_ret(2), -libc::ENOTSUP);
-        assert_eq!(status_to_ret(3), -libc::EPROTO);
-        assert_eq!(status_to_ret(0xFF), -libc::EPROTO);
+        assert_eq!(status_to_ret(0), (0, None));
+        assert_eq!(status_to_ret(1), (-libc::EIO, None));
+        assert_eq!(status_to_ret(2), (-libc::ENOTSUP, None));
+        for unknown in [3, 0x7F, 0xFF] {
+            assert_eq!(
+                status_to_ret(unknown),
+                (-libc::EPROTO, Some(UNKNOWN_STATUS))
+            );
+        }
     }
 }
