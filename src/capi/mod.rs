@@ -735,11 +735,55 @@ pub unsafe extern "C" fn blkioq_reset_all_zones(q: *mut Queue, user_data: *mut c
 // ---------------------------------------------------------------------------
 // Completion
 
+/// `blkioq_do_io*`. The usual call (a queue, no timeout, no signal mask,
+/// `0 <= min <= max`, completions unless `max` is 0) goes straight to the
+/// queue, whose return value is the call's; everything else takes
+/// [`do_io_checked`], which runs the checks in their documented order.
+///
+/// # Safety
+/// Pointers are NULL or valid; `completions` has room for `max` entries.
+#[inline(always)]
+unsafe fn do_io(
+    q: *mut Queue,
+    completions: *mut Completion,
+    min: c_int,
+    max: c_int,
+    timeout: *mut libc::timespec,
+    sig: *const libc::sigset_t,
+) -> c_int {
+    if !q.is_null()
+        && timeout.is_null()
+        && sig.is_null()
+        && 0 <= min
+        && min <= max
+        && (max == 0 || !completions.is_null())
+    {
+        // SAFETY: a non-NULL `q` is a live queue handle used by one thread
+        // at a time (the API contract, as in `queue!`).
+        let q = unsafe { &mut *q };
+        let base = if completions.is_null() {
+            ptr::NonNull::dangling().as_ptr()
+        } else {
+            completions
+        };
+        // SAFETY: `max` >= `min` >= 0; with `max` > 0 `completions` is
+        // non-NULL and has room for `max` entries the caller does not
+        // otherwise use during the call (the caller's contract); an empty
+        // slice needs only an aligned non-NULL pointer.
+        let out = unsafe { std::slice::from_raw_parts_mut(base, max as usize) };
+        return q.do_io_reporting(out, min as usize, fail);
+    }
+    // SAFETY: this function's contract is do_io_checked's.
+    unsafe { do_io_checked(q, completions, min, max, timeout, sig) }
+}
+
 /// The argument checks of docs/contract/abi.md §6.15, in order, then the core.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `completions` has room for `max` entries.
-unsafe fn do_io(
+#[cold]
+#[inline(never)]
+unsafe fn do_io_checked(
     q: *mut Queue,
     completions: *mut Completion,
     min: c_int,

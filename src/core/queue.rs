@@ -15,7 +15,7 @@
 //! one indirect call per `blkioq_*` call, whatever the driver.
 
 use std::collections::VecDeque;
-use std::ffi::CStr;
+use std::ffi::{c_int, CStr};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -98,26 +98,25 @@ pub trait QueueOps: Send {
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize>;
     /// [`QueueOps::do_io`] without timeout or signal mask (the usual
-    /// call): the number of completions, or [`FAILED`] with the error kept
-    /// for [`QueueOps::take_error`].
+    /// call), for the C API: the number of completions, or what `report`
+    /// makes of the error (a negative errno).
     ///
     /// A count comes back in a register, a `Result<usize>` (32 bytes)
     /// through memory, and the callers around a `Result` save more
     /// registers: returning `Result` here cost 10 instructions per I/O in
     /// block QD1 (384 -> 394 Ir/IO, whole process) and 24 in event QD1
     /// (630 -> 654, two calls per I/O), measured with `benches/run.sh
-    /// callgrind` on the same loop.
-    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize;
-    /// The error of the last [`QueueOps::do_io_plain`] that returned
-    /// [`FAILED`].
-    fn take_error(&mut self) -> Error;
+    /// callgrind` on the same loop. With the error turned into the return
+    /// value here, the C entry point's call is a jump.
+    fn do_io_reporting(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        report: fn(Error) -> c_int,
+    ) -> c_int;
     fn completion_fd(&self) -> RawFd;
     fn set_completion_fd_enabled(&mut self, enabled: bool);
 }
-
-/// What [`QueueOps::do_io_plain`] returns when the call failed (never a
-/// completion count: those are at most `c_int::MAX`).
-pub const FAILED: usize = usize::MAX;
 
 /// `struct blkioq`: the handle the application holds. Each method is one
 /// indirect call into the driver-specific [`QueueCore`].
@@ -237,20 +236,19 @@ impl Queue {
         timeout: Option<&mut libc::timespec>,
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
-        if timeout.is_none() && sig.is_none() {
-            match self.ops.do_io_plain(out, min) {
-                FAILED => Err(self.take_error()),
-                n => Ok(n),
-            }
-        } else {
-            self.ops.do_io(out, min, timeout, sig)
-        }
+        self.ops.do_io(out, min, timeout, sig)
     }
 
-    #[cold]
-    #[inline(never)]
-    fn take_error(&mut self) -> Error {
-        self.ops.take_error()
+    /// See [`QueueOps::do_io_reporting`]; `out.len()` is at most
+    /// `c_int::MAX`.
+    #[inline(always)]
+    pub fn do_io_reporting(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        report: fn(Error) -> c_int,
+    ) -> c_int {
+        self.ops.do_io_reporting(out, min, report)
     }
 
     pub fn completion_fd(&self) -> RawFd {
@@ -273,8 +271,6 @@ pub struct QueueCore<D> {
     backlog: VecDeque<Request>,
     completions: VecDeque<Completion>,
     poll: bool,
-    /// The failure behind the last [`FAILED`] of [`QueueOps::do_io_plain`].
-    error: Option<Error>,
 }
 
 impl<D: QueueDriver> QueueCore<D> {
@@ -284,7 +280,6 @@ impl<D: QueueDriver> QueueCore<D> {
             backlog: VecDeque::with_capacity(64),
             completions: VecDeque::with_capacity(16),
             poll,
-            error: None,
         }
     }
 
@@ -469,14 +464,6 @@ impl<D: QueueDriver> QueueCore<D> {
         } else {
             self.do_io_with(out, min, timeout, sig)
         }
-    }
-
-    /// Keeps `e` for [`QueueOps::take_error`]; returns [`FAILED`].
-    #[cold]
-    #[inline(never)]
-    fn keep_error(&mut self, e: Error) -> usize {
-        self.error = Some(e);
-        FAILED
     }
 
     /// Both backlogs are empty (the usual state).
@@ -664,22 +651,22 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         QueueCore::do_io(self, out, min, timeout, sig)
     }
 
-    fn do_io_plain(&mut self, out: &mut [Completion], min: usize) -> usize {
+    fn do_io_reporting(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        report: fn(Error) -> c_int,
+    ) -> c_int {
         let result = if self.poll {
             self.do_io_with(out, min, None, None)
         } else {
             self.run(out, min, None, None, false)
         };
         match result {
-            Ok(n) => n,
-            Err(e) => self.keep_error(e),
+            // At most `out.len()`, which the caller keeps within c_int.
+            Ok(n) => n as c_int,
+            Err(e) => report_cold(report, e),
         }
-    }
-
-    fn take_error(&mut self) -> Error {
-        self.error
-            .take()
-            .unwrap_or_else(|| Error::device("no error recorded for the failed call"))
     }
 
     fn completion_fd(&self) -> RawFd {
@@ -689,6 +676,13 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
     fn set_completion_fd_enabled(&mut self, enabled: bool) {
         QueueCore::set_completion_fd_enabled(self, enabled)
     }
+}
+
+/// `report(e)`, out of the way of the usual return.
+#[cold]
+#[inline(never)]
+fn report_cold(report: fn(Error) -> c_int, e: Error) -> c_int {
+    report(e)
 }
 
 #[cold]
