@@ -1,7 +1,8 @@
 //! virtio-blk-vhost-user through the public Rust API against the hostile
 //! back-end `tests/hostile/server.py` (one misbehaviour per scenario; the
 //! full list runs in tests/hostile/run.sh with the C client). Here: the
-//! well-behaved case, a malformed reply, a hang-up during the handshake,
+//! well-behaved case, a malformed reply, a hang-up during the handshake, a
+//! back-end serving fewer queues than its config space offers,
 //! bad used-ring entries, a double completion, a bad status byte and a
 //! device that never completes. Every failure must be an `Error` of the
 //! right kind, with the right errno and a message, within a bounded time.
@@ -182,6 +183,24 @@ fn hang_up_during_queue_setup_fails_start() {
     assert_eq!(
         e.message(),
         "vhost-user back-end closed the connection before replying to SET_VRING_KICK"
+    );
+}
+
+#[test]
+fn max_queues_is_the_smaller_of_config_and_get_queue_num() {
+    let Some(server) = Server::start("queue-num-2") else {
+        return;
+    };
+    let b = server.connect().unwrap();
+    assert_eq!(b.get::<i32>("max-queues").unwrap(), 2);
+    b.set("num-queues", 3).unwrap();
+    let e = b.start().expect_err("3 queues on a back-end serving 2");
+    assert_eq!(
+        (e.kind(), e.message()),
+        (
+            ErrorKind::InvalidArgument,
+            "num_queues + num_poll_queues must not be greater than 2"
+        )
     );
 }
 

@@ -140,7 +140,10 @@ static const struct scenario scenarios[] = {
     {"seg-max-0", NONE, 0, NULL, IO_OK, 0, 1, 512, 1},
     {"num-queues-0", NONE, 0, NULL, IO_OK, 0, 1, 512, 0},
     {"num-queues-0", START, -EINVAL, "must not be greater than 1", IO_OK, 2, 1, 0, 0},
-    {"num-queues-huge", NONE, 0, NULL, IO_OK, 2, 0, 512, 0},
+    {"num-queues-huge", NONE, 0, NULL, IO_OK, 0, 1, 512, 0},
+    {"num-queues-huge", START, -EINVAL, "must not be greater than 1", IO_OK, 2, 1, 0, 0},
+    {"queue-num-2", NONE, 0, NULL, IO_OK, 2, 2, 512, 0},
+    {"queue-num-2", START, -EINVAL, "must not be greater than 2", IO_OK, 3, 2, 0, 0},
     /* Used ring and status byte. */
     {"used-id-out-of-range", NONE, 0, NULL, IO_EIO, 0, 0, 0, 0},
     {"used-id-repeated", NONE, 0, NULL, IO_EIO, 0, 0, 0, 0},

@@ -105,6 +105,8 @@ SCENARIOS = {
     "seg-max-0": {"config": {"seg_max": 0}},
     "num-queues-0": {"config": {"num_queues": 0}},
     "num-queues-huge": {"config": {"num_queues": 65535}},
+    # The config space offers more queues than GET_QUEUE_NUM: 4 against 2.
+    "queue-num-2": {"config": {"num_queues": 4}, "value": {"GET_QUEUE_NUM": 2}},
     # Used ring (docs/virtio-device-trust.md "Virtqueues").
     "used-id-out-of-range": {"used": "id-out-of-range"},
     "used-id-repeated": {"used": "id-repeated"},

@@ -97,7 +97,9 @@ impl<T: Transport> VirtioBlk<T> {
 
     fn max_queues(&self) -> Result<i32> {
         let (cfg, features) = self.fresh_config()?;
-        Ok(cfg.max_queues(features))
+        let limit = self.device()?.transport.queue_limit();
+        let limit = limit.map_or(i32::MAX, |n| n.min(i32::MAX as u64) as i32);
+        Ok(cfg.max_queues(features).min(limit))
     }
 
     fn set_fd(&mut self, v: Value) -> Result<()> {

@@ -136,6 +136,13 @@ pub trait Transport: Send + Sized + 'static {
     /// `max-mem-regions` after connect.
     fn max_mem_regions(&self) -> u64;
 
+    /// How many queues the transport itself serves, when it says so
+    /// (vhost-user's GET_QUEUE_NUM); `max-queues` is the smaller of this
+    /// and the config space's count.
+    fn queue_limit(&self) -> Option<u64> {
+        None
+    }
+
     /// `mem-region-alignment` after connect.
     fn mem_region_alignment(&self) -> u64;
 

@@ -35,6 +35,8 @@ pub struct VhostUser {
     channel: Channel,
     features: u64,
     max_mem_slots: u64,
+    /// GET_QUEUE_NUM's answer (with the MQ protocol feature).
+    queue_num: Option<u64>,
     /// A duplicate of the socket descriptor, polled for hang-ups.
     socket: Arc<OwnedFd>,
 }
@@ -59,16 +61,19 @@ impl VhostUser {
         // SAFETY: a new descriptor owned by nobody else.
         let socket = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
         let mut channel = channel;
-        let (features, max_mem_slots) = Self::negotiate(&mut channel, driver_features)?;
+        let (features, queue_num, max_mem_slots) = Self::negotiate(&mut channel, driver_features)?;
         Ok(VhostUser {
             channel,
             features,
             max_mem_slots,
+            queue_num,
             socket,
         })
     }
 
-    fn negotiate(ch: &mut Channel, driver_features: u64) -> Result<(u64, u64)> {
+    /// The handshake's messages; returns the features, GET_QUEUE_NUM's
+    /// answer (with MQ) and GET_MAX_MEM_SLOTS's.
+    fn negotiate(ch: &mut Channel, driver_features: u64) -> Result<(u64, Option<u64>, u64)> {
         ch.set(FrontendReq::SET_OWNER, &[], &[])?;
         let offered = ch.get_u64(FrontendReq::GET_FEATURES)?;
         if offered & PROTOCOL_FEATURES == 0 {
@@ -94,19 +99,23 @@ impl VhostUser {
         ch.set_u64(FrontendReq::SET_PROTOCOL_FEATURES, acked.bits(), &[])?;
         // From here on every message asks for a reply (flags 0x9).
         ch.enable_reply_ack();
+        let mut queue_num = None;
         if acked.contains(VhostUserProtocolFeatures::MQ) {
             // `max-queues` comes from the config space
-            // (docs/contract/properties.md §6.1). A back-end with no queue
-            // at all cannot serve any request: refuse it here with a clear
+            // (docs/contract/properties.md §6.1), capped by this answer: the
+            // back-end serves no more queues. A back-end with no queue at
+            // all cannot serve any request: refuse it here with a clear
             // message (docs/virtio-device-trust.md).
-            if ch.get_u64(FrontendReq::GET_QUEUE_NUM)? == 0 {
+            let n = ch.get_u64(FrontendReq::GET_QUEUE_NUM)?;
+            if n == 0 {
                 return Err(Error::device(
                     "vhost-user reply to GET_QUEUE_NUM: 0 queues, expected at least 1",
                 ));
             }
+            queue_num = Some(n);
         }
         let slots = ch.get_u64(FrontendReq::GET_MAX_MEM_SLOTS)?;
-        Ok((features, slots))
+        Ok((features, queue_num, slots))
     }
 
     /// The ADD_MEM_REG / REM_MEM_REG payload: padding, guest address, size,
@@ -151,6 +160,10 @@ impl Transport for VhostUser {
 
     fn max_mem_regions(&self) -> u64 {
         self.max_mem_slots
+    }
+
+    fn queue_limit(&self) -> Option<u64> {
+        self.queue_num
     }
 
     fn mem_region_alignment(&self) -> u64 {
