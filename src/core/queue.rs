@@ -460,7 +460,7 @@ impl<D: QueueDriver> QueueCore<D> {
         sig: Option<&libc::sigset_t>,
     ) -> Result<usize> {
         if timeout.is_none() && sig.is_none() && !self.poll {
-            self.run(out, min, None, None, false)
+            self.run(out, min, None, None, false, |r| r)
         } else {
             self.do_io_with(out, min, timeout, sig)
         }
@@ -484,7 +484,7 @@ impl<D: QueueDriver> QueueCore<D> {
         if sig.is_some() && self.poll {
             return Err(interruptible_on_poll_queue());
         }
-        self.run(out, min, timeout, sig, self.poll)
+        self.run(out, min, timeout, sig, self.poll, |r| r)
     }
 
     /// The `blkioq_do_io` algorithm (docs/contract/requests.md §4); `poll`
@@ -497,23 +497,34 @@ impl<D: QueueDriver> QueueCore<D> {
     /// queue depth in flight) the first gathering is left out: the wait
     /// counts completions not reaped yet, so the gathering after it
     /// returns the same and one reap is saved per call.
+    ///
+    /// Every way out goes through `finish`, inlined at each: the C entry
+    /// point turns the outcome into its return value where it is known,
+    /// instead of merging a 32-byte `Result` in memory first.
     #[inline(always)]
-    fn run(
+    fn run<R>(
         &mut self,
         out: &mut [Completion],
         min: usize,
         timeout: Option<&mut libc::timespec>,
         sig: Option<&libc::sigset_t>,
         poll: bool,
-    ) -> Result<usize> {
-        let quick = self.driver.needs_submit() && self.backlogs_empty();
+        finish: impl Fn(Result<usize>) -> R,
+    ) -> R {
+        let empty = self.backlogs_empty();
+        let quick = empty && self.driver.needs_submit();
         let mut n = 0;
         if !quick {
-            n = self.gather(out, 0);
+            // With both backlogs empty, gathering is reaping.
+            n = if empty {
+                self.driver.reap(out)
+            } else {
+                self.gather(out, 0)
+            };
             // What an event-driven application's reaping call ends with
             // (the loop's first test, ahead of the count below).
             if n >= min && !poll && !self.driver.needs_submit() {
-                return Ok(n);
+                return finish(Ok(n));
             }
         }
         // With both backlogs empty the queue owes what is in the ring.
@@ -524,7 +535,7 @@ impl<D: QueueDriver> QueueCore<D> {
         };
         if min > n && min - n > owed {
             self.put_back(&out[..n]);
-            return Err(min_above_outstanding());
+            return finish(Err(min_above_outstanding()));
         }
         let mut entered = false;
         if quick && timeout.is_none() {
@@ -538,11 +549,11 @@ impl<D: QueueDriver> QueueCore<D> {
                     entered = true;
                     n = self.driver.reap(out);
                     if n >= min && !self.driver.needs_submit() {
-                        return Ok(n);
+                        return finish(Ok(n));
                     }
                 }
                 Err(Error::Interrupted) if sig.is_none() => {}
-                Err(e) => return Err(e),
+                Err(e) => return finish(Err(e)),
             }
         }
         let budget = timeout.as_deref().map(timespec_to_duration);
@@ -593,7 +604,7 @@ impl<D: QueueDriver> QueueCore<D> {
         if result.is_err() {
             self.put_back(&out[..n]);
         }
-        result
+        finish(result)
     }
 }
 
@@ -657,15 +668,15 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         min: usize,
         report: fn(Error) -> c_int,
     ) -> c_int {
-        let result = if self.poll {
-            self.do_io_with(out, min, None, None)
-        } else {
-            self.run(out, min, None, None, false)
-        };
-        match result {
+        let finish = |r: Result<usize>| match r {
             // At most `out.len()`, which the caller keeps within c_int.
             Ok(n) => n as c_int,
             Err(e) => report_cold(report, e),
+        };
+        if self.poll {
+            finish(self.do_io_with(out, min, None, None))
+        } else {
+            self.run(out, min, None, None, false, finish)
         }
     }
 
