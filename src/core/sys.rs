@@ -226,3 +226,177 @@ impl SysfsBlock {
 fn read_trimmed(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
 }
+
+// --- The system calls of the request path -----------------------------------
+//
+// A kick, the drain of a call eventfd and the wait for it happen once per
+// I/O or per wait. glibc's `write`, `read` and `ppoll` are cancellation
+// points and enter and leave asynchronous-cancellation mode around the
+// call: about 50 user-space instructions each, against a handful for the
+// system call itself. These go to the kernel directly (an inline `syscall`
+// on x86-64, libc's plain `syscall` stub elsewhere); the library never
+// relies on thread cancellation.
+
+/// A system call with up to five arguments; the kernel's result (a
+/// negative errno on failure).
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn syscall5(nr: libc::c_long, args: [usize; 5]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86-64 Linux system call convention (number in rax,
+    // arguments in rdi, rsi, rdx, r10, r8; rcx and r11 clobbered, flags
+    // restored); the caller vouches for the arguments. Memory is not
+    // declared untouched: the kernel reads and writes what they point to.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack, preserves_flags)
+        );
+    }
+    ret
+}
+
+/// [`syscall5`] through libc's generic stub (no cancellation point).
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn syscall5(nr: libc::c_long, args: [usize; 5]) -> isize {
+    // SAFETY: the caller vouches for the arguments.
+    let ret = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4]) };
+    if ret < 0 {
+        -(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO) as isize)
+    } else {
+        ret as isize
+    }
+}
+
+/// Adds 1 to the counter of eventfd `fd` (a kick, a completion signal).
+/// Errors are ignored: a full counter still leaves the fd readable, and a
+/// bad fd is a bug elsewhere.
+#[inline(always)]
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    let buf = std::ptr::addr_of!(one) as usize;
+    // SAFETY: write(2) of 8 bytes from a live u64.
+    unsafe { syscall5(libc::SYS_write, [fd as usize, buf, 8, 0, 0]) };
+}
+
+/// Resets the counter of the nonblocking eventfd `fd`; an empty counter
+/// (EAGAIN) is fine.
+#[inline(always)]
+pub fn eventfd_drain(fd: RawFd) {
+    let mut count: u64 = 0;
+    let buf = std::ptr::addr_of_mut!(count) as usize;
+    // SAFETY: read(2) of at most 8 bytes into a live u64.
+    unsafe { syscall5(libc::SYS_read, [fd as usize, buf, 8, 0, 0]) };
+}
+
+/// `ppoll(fds, timeout, sig)`: the number of descriptors with events, 0
+/// on timeout (a negative fd is ignored); EINTR is [`Error::Interrupted`].
+#[inline(always)]
+pub fn ppoll(
+    fds: &mut [libc::pollfd],
+    timeout: Option<&libc::timespec>,
+    sig: Option<&libc::sigset_t>,
+) -> Result<usize> {
+    /// The kernel's signal set size (`_NSIG / 8`): it reads the first
+    /// 8 bytes of glibc's 128-byte `sigset_t`.
+    const KERNEL_SIGSET: usize = 8;
+    let args = [
+        fds.as_mut_ptr() as usize,
+        fds.len(),
+        timeout.map_or(0, |t| t as *const libc::timespec as usize),
+        sig.map_or(0, |s| s as *const libc::sigset_t as usize),
+        KERNEL_SIGSET,
+    ];
+    // SAFETY: the pollfds, the timespec and the signal set are live for
+    // the call.
+    let ret = unsafe { syscall5(libc::SYS_ppoll, args) };
+    if ret < 0 {
+        Err(Error::from_errno(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pollin(fd: RawFd) -> libc::pollfd {
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }
+    }
+
+    #[test]
+    fn eventfd_signal_drain_and_ppoll() {
+        let efd = eventfd(true).unwrap();
+        let fd = efd.as_raw_fd();
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let mut fds = [pollin(fd), pollin(-1)];
+        assert_eq!(ppoll(&mut fds, Some(&zero), None).unwrap(), 0);
+        eventfd_signal(fd);
+        eventfd_signal(fd);
+        assert_eq!(ppoll(&mut fds, Some(&zero), None).unwrap(), 1);
+        assert_eq!(fds[0].revents, libc::POLLIN);
+        assert_eq!(fds[1].revents, 0);
+        // Both signals are in the counter; one drain takes them all.
+        assert_eq!(efd.read().unwrap(), 2);
+        eventfd_signal(fd);
+        eventfd_drain(fd);
+        eventfd_drain(fd); // empty: EAGAIN, ignored
+        assert_eq!(ppoll(&mut fds, Some(&zero), None).unwrap(), 0);
+    }
+
+    #[test]
+    fn ppoll_applies_the_signal_mask_and_reports_eintr() {
+        // SIGUSR1 is blocked in this thread and pending; ppoll with a mask
+        // that unblocks it is interrupted, one that keeps it blocked waits
+        // out its timeout. The handler ignores the signal.
+        extern "C" fn ignore(_: libc::c_int) {}
+        // SAFETY: plain libc signal set and mask manipulation on this
+        // thread; the handler does nothing.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            libc::signal(libc::SIGUSR1, ignore as *const () as libc::sighandler_t);
+            let efd = eventfd(true).unwrap();
+            let mut fds = [pollin(efd.as_raw_fd())];
+            let short = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            libc::pthread_kill(libc::pthread_self(), libc::SIGUSR1);
+            assert_eq!(ppoll(&mut fds, Some(&short), Some(&set)).unwrap(), 0);
+            let mut open: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut open);
+            let e = ppoll(&mut fds, Some(&short), Some(&open)).unwrap_err();
+            assert!(matches!(e, Error::Interrupted), "{e:?}");
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        }
+    }
+}

@@ -31,6 +31,7 @@ use super::transport::{hung_up, DeviceAddress, Kick, Transport};
 use super::virtqueue::{Buffer, Virtqueue};
 use crate::core::queue::{Enqueue, QueueDriver};
 use crate::core::request::{Completion, Op, Request, REQ_NO_UNMAP};
+use crate::core::sys;
 use crate::core::{Error, Result};
 
 /// Longest data descriptor we create; longer buffers are split.
@@ -490,10 +491,8 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     /// only when it passes `used_event`, so waiting here for more than one
     /// entry without popping would sleep forever.)
     ///
-    /// The clock is read only with a timeout, and the eventfd is drained
-    /// with one plain `read(2)` (not `EventFd::read`'s `io::Error`
-    /// plumbing): vhost-user block QD1 643 -> 591 Ir/IO whole process
-    /// (`benches/run.sh`, two runs each).
+    /// The clock is read only with a timeout; `ppoll` and the drain of the
+    /// eventfd are direct system calls (`core::sys`).
     fn sleep(&mut self, timeout: Option<Duration>, sig: Option<&libc::sigset_t>) -> Result<()> {
         let start = timeout.map(|_| Instant::now());
         let mut fds = [
@@ -517,34 +516,11 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
                 tv_sec: d.as_secs() as libc::time_t,
                 tv_nsec: d.subsec_nanos() as libc::c_long,
             });
-            // SAFETY: two valid pollfds (a negative fd is ignored); the
-            // timespec and signal set live across the call.
-            let n = unsafe {
-                libc::ppoll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
-                    sig.map_or(std::ptr::null(), |s| s as *const _),
-                )
-            };
-            if n < 0 {
-                return Err(Error::last_os_error());
-            }
-            if n == 0 {
+            if sys::ppoll(&mut fds, ts.as_ref(), sig)? == 0 {
                 return Err(timed_out());
             }
             if fds[0].revents != 0 {
-                let mut count = 0u64;
-                // SAFETY: reads at most 8 bytes into a live u64 from our
-                // nonblocking eventfd; an empty counter (EAGAIN) is
-                // harmless, so the result is not needed.
-                unsafe {
-                    libc::read(
-                        self.call.as_raw_fd(),
-                        std::ptr::addr_of_mut!(count).cast(),
-                        std::mem::size_of::<u64>(),
-                    )
-                };
+                sys::eventfd_drain(self.call.as_raw_fd());
             }
             if fds[1].revents != 0 {
                 self.disconnected = true;

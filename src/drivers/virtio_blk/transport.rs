@@ -59,24 +59,14 @@ pub trait Kick: Send + 'static {
     fn kick(&self);
 }
 
-/// Kick by writing 1 to an eventfd (vhost-user and vhost-vdpa).
+/// Kick by writing 1 to an eventfd (vhost-user and vhost-vdpa), with the
+/// request path's direct system call ([`crate::core::sys::eventfd_signal`]).
 pub struct EventFdKick(pub EventFd);
 
 impl Kick for EventFdKick {
-    /// One plain `write(2)` of the 8-byte value 1 (the eventfd crate's
-    /// `write` goes through `io::Error` plumbing we do not need here).
-    #[inline]
+    #[inline(always)]
     fn kick(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. A full
-        // counter (EAGAIN) still wakes the device; nothing to do on error.
-        unsafe {
-            libc::write(
-                self.0.as_raw_fd(),
-                std::ptr::addr_of!(one).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        crate::core::sys::eventfd_signal(self.0.as_raw_fd());
     }
 }
 
