@@ -200,38 +200,6 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     fn build(&mut self, req: &Request, id: u16) -> std::result::Result<Header, Refusal> {
         let rec = self.records_dev + (id as usize * record::RECORD_LEN) as u64;
         self.chain.clear();
-        // The common case, one data descriptor: the three buffers at once.
-        let single = match req.op {
-            Op::Read { buf, len } => Some((buf as usize, len, true, VIRTIO_BLK_T_IN)),
-            Op::Write { buf, len } => Some((buf as usize, len, false, VIRTIO_BLK_T_OUT)),
-            _ => None,
-        };
-        if let Some((addr, len, writable, kind)) = single {
-            if len > 0 && len <= MAX_DESC_LEN && self.vq.size() >= 3 {
-                let dev = self.addr.translate(addr, len).ok_or(refuse(
-                    libc::EFAULT,
-                    c"buffer is not inside a mapped memory region",
-                ))?;
-                self.chain.extend_from_slice(&[
-                    Buffer {
-                        addr: rec,
-                        len: HEADER_LEN,
-                        device_writable: false,
-                    },
-                    Buffer {
-                        addr: dev,
-                        len: len as u32,
-                        device_writable: writable,
-                    },
-                    Buffer {
-                        addr: rec + STATUS_OFFSET,
-                        len: 1,
-                        device_writable: true,
-                    },
-                ]);
-                return Ok(rw_header(kind, req.start));
-            }
-        }
         self.chain.push(Buffer {
             addr: rec,
             len: HEADER_LEN,
@@ -597,7 +565,7 @@ impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
         };
         let rec = self.records_dev + (id as usize * record::RECORD_LEN) as u64;
         self.records.write(id, &rw_header(kind, req.start));
-        let placed = self.vq.add_chain3([
+        let placed = self.vq.add_chain(&[
             Buffer {
                 addr: rec,
                 len: HEADER_LEN,

@@ -35,14 +35,10 @@ pub trait Virtqueue: Send {
     fn num_free(&self) -> u16;
 
     /// Places and publishes a chain (1 ≤ len ≤ [`Virtqueue::num_free`]);
-    /// returns its id (the value [`Virtqueue::next_id`] announced).
+    /// returns its id (the value [`Virtqueue::next_id`] announced). The
+    /// one way chains enter a ring; inlined, so that a chain of known
+    /// length (the three descriptors of a plain read or write) unrolls.
     fn add_chain(&mut self, chain: &[Buffer]) -> u16;
-
-    /// [`Virtqueue::add_chain`] for the usual three-descriptor chain
-    /// (header, one data buffer, status), which a ring may build unrolled.
-    fn add_chain3(&mut self, chain: [Buffer; 3]) -> u16 {
-        self.add_chain(&chain)
-    }
 
     /// Used entries the device has produced and we have not popped yet.
     fn used_pending(&self) -> u16;

@@ -175,6 +175,7 @@ impl Virtqueue for PackedQueue {
         self.num_free
     }
 
+    #[inline(always)]
     fn add_chain(&mut self, chain: &[Buffer]) -> u16 {
         assert!(!chain.is_empty() && chain.len() <= self.num_free as usize);
         let id = self

@@ -271,13 +271,9 @@ impl Virtqueue for SplitQueue {
         self.num_free
     }
 
+    #[inline(always)]
     fn add_chain(&mut self, chain: &[Buffer]) -> u16 {
         self.place(chain)
-    }
-
-    #[inline]
-    fn add_chain3(&mut self, chain: [Buffer; 3]) -> u16 {
-        self.place(&chain)
     }
 
     #[inline]
@@ -354,7 +350,17 @@ impl Virtqueue for SplitQueue {
     fn set_notifications(&mut self, enabled: bool) {
         self.notify = enabled;
         if self.event_idx {
-            self.write_used_event(self.used_last);
+            // On: signal at the next used entry. Off: an index just behind
+            // the ones we popped, which the device passes only after
+            // 65535 more entries (writing `used_last` here, as before,
+            // left one signal armed: a stale count on the eventfd that
+            // turned the next wait into two ppoll + read rounds).
+            let event = if enabled {
+                self.used_last
+            } else {
+                self.used_last.wrapping_sub(1)
+            };
+            self.write_used_event(event);
         } else {
             let flags = if enabled {
                 0
@@ -506,7 +512,7 @@ mod tests {
             buf(0x2000, 512, true),
             buf(0x3000, 1, true),
         ];
-        assert_eq!(q.add_chain3(chain), 0);
+        assert_eq!(q.add_chain(&chain), 0);
         assert_eq!(q.num_free(), 5);
         assert_eq!(q.next_id(), Some(3));
         assert_eq!(q.add_chain(&chain[..2]), 3);
@@ -532,7 +538,7 @@ mod tests {
         // The most recently freed chain is reused first, and its
         // descriptors follow in the old order.
         assert_eq!(q.next_id(), Some(0));
-        assert_eq!(q.add_chain3(chain), 0);
+        assert_eq!(q.add_chain(&chain), 0);
         assert_eq!(ring.take().unwrap().1.len(), 3);
         assert_eq!((ring.desc(0).3, ring.desc(1).3), (1, 2));
         assert_eq!(q.next_id(), Some(3));
@@ -553,7 +559,7 @@ mod tests {
             buf(0x3000, 1, true),
         ];
         for round in 0..50u16 {
-            let a = q.add_chain3(chain);
+            let a = q.add_chain(&chain);
             let b = q.add_chain(&chain[..2]);
             // Both chains use distinct descriptors, linked as we wrote them.
             let mut used = std::collections::HashSet::new();
@@ -724,8 +730,13 @@ mod tests {
         ring.complete(0);
         ring.complete(1);
         q.set_notifications(false);
+        assert_eq!(ring.u16_at(used_event), u16::MAX, "behind used_last");
         assert_eq!(q.pop_used(), Some(0));
-        assert_eq!(ring.u16_at(used_event), 0, "not updated while disabled");
+        assert_eq!(
+            ring.u16_at(used_event),
+            u16::MAX,
+            "not updated while disabled"
+        );
         q.set_notifications(true);
         assert_eq!(ring.u16_at(used_event), 1);
         assert_eq!(q.pop_used(), Some(1));
