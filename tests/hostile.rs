@@ -4,7 +4,8 @@
 //! well-behaved case, a malformed reply, a hang-up during the handshake, a
 //! back-end serving fewer queues than its config space offers,
 //! bad used-ring entries, a double completion, a bad status byte and a
-//! device that never completes. Every failure must be an `Error` of the
+//! device that never completes (hung up, and still connected when the
+//! queue is dropped). Every failure must be an `Error` of the
 //! right kind, with the right errno and a message, within a bounded time.
 //! Without python3 each test writes "skip - python3 is not installed" to
 //! stderr (past the harness's capture) and passes.
@@ -278,4 +279,46 @@ fn device_that_never_completes_times_out() {
     let t0 = Instant::now();
     drop(q);
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+/// How long dropping a `Queue` waits for the next completion before it
+/// gives up on the device (the library's `Queue` docs).
+const DROP_WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn dropping_a_queue_gives_up_on_a_connected_silent_device() {
+    let Some(server) = Server::start("never-complete") else {
+        return;
+    };
+    let server = std::sync::Arc::new(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = server.clone();
+    // In a thread of its own: a drop that never returns must fail the test
+    // rather than hang it.
+    std::thread::spawn(move || {
+        let (b, mut region) = s.open();
+        let mut q = b.queue(0).unwrap();
+        q.read(0, &region, 0, 4096, 0, ReqFlags::NONE);
+        assert_eq!(q.do_io(&mut [], 0, None, None).unwrap(), 0);
+        let t0 = Instant::now();
+        drop(q);
+        let took = t0.elapsed();
+        // The request is still in flight: its region stays busy and the
+        // queue keeps its handle, so nothing the device may still write
+        // is handed out again.
+        let busy = region.bytes().map(|_| ()).unwrap_err();
+        let taken = b.queue(0).map(|_| ()).unwrap_err();
+        tx.send((took, busy.kind(), taken.kind())).unwrap();
+    });
+    let (took, busy, taken) = rx
+        .recv_timeout(DROP_WAIT + Duration::from_secs(10))
+        .expect("dropping the queue did not return");
+    assert!(
+        took >= DROP_WAIT - Duration::from_millis(100) && took < DROP_WAIT + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        (busy, taken),
+        (ErrorKind::WrongState, ErrorKind::WrongState)
+    );
 }

@@ -146,7 +146,16 @@ impl Buffer<'_> {
 ///
 /// A queue is used by one thread at a time (it is `Send`, not `Sync`);
 /// different queues of one instance can be used from different threads.
-/// Dropping the handle waits for the requests still in flight.
+///
+/// Dropping the handle waits for the requests still in flight, for as
+/// long as the device keeps completing them. When the queue is broken, or
+/// 10 s pass without a completion, it gives up on them: their completions
+/// are never returned, the [`MemRegion`]s they use stay allocated and
+/// mapped (their instance too) for the rest of the process, with
+/// [`MemRegion::bytes`] refusing, and the queue index keeps its handle
+/// ([`Blkio::queue`](super::Blkio::queue) refuses it), so nothing the
+/// device may still write is reused. Buffers of the `unsafe` functions
+/// given up on must stay valid at least until the instance is dropped.
 pub struct Queue<'a> {
     raw: NonNull<RawQueue>,
     inner: &'a Inner,
@@ -572,16 +581,22 @@ impl<'a> Queue<'a> {
     }
 }
 
+/// How long dropping a [`Queue`] waits for the next completion of its
+/// requests in flight before it gives up on the device (as long as a
+/// vhost-user back-end gets to answer a message).
+const DROP_WAIT: Duration = Duration::from_secs(10);
+
 impl Drop for Queue<'_> {
     fn drop(&mut self) {
-        // Requests in flight may still use their buffers: wait for them.
+        // Requests in flight may still use their buffers: wait for them
+        // while the device keeps completing them.
         let mut out = vec![Completion::default(); self.outstanding.min(1024)];
         while self.outstanding > 0 {
-            let min = self.outstanding.min(out.len());
-            if self.do_io(&mut out, min, None, None).is_err() {
-                // The queue is broken: keep the regions alive forever and
-                // the queue marked in use, so nothing they point to is
-                // freed or reused while the device may still touch it.
+            if self.do_io(&mut out, 1, Some(DROP_WAIT), None).is_err() {
+                // The queue is broken, or the device has completed nothing
+                // for DROP_WAIT: keep the regions alive forever and the
+                // queue marked in use, so nothing they point to is freed
+                // or reused while the device may still touch it.
                 std::mem::forget(std::mem::take(&mut self.slots));
                 return;
             }
