@@ -233,23 +233,32 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> Rings<S, C> {
 
     /// Passes CQEs to `f`, oldest first, until `max` of them made `f`
     /// return true (a request's final CQE) or the CQ is empty, then frees
-    /// their entries for the kernel. Returns how many returned true.
+    /// their entries for the kernel. `f` also gets how many returned true
+    /// before it. Returns how many returned true.
     #[inline(always)]
-    pub fn reap(&mut self, max: usize, mut f: impl FnMut(&C) -> bool) -> usize {
+    pub fn reap(&mut self, max: usize, mut f: impl FnMut(&C, usize) -> bool) -> usize {
         // SAFETY: the tail field of our mapping; Acquire pairs with the
         // kernel's release of the CQEs before it.
         let tail = unsafe { (*self.cq_tail).load(Ordering::Acquire) };
         let mut head = self.cq_next;
-        if head == tail {
+        if head == tail || max == 0 {
             return 0;
         }
         let mut n = 0;
-        while head != tail && n < max {
+        loop {
             // SAFETY: an entry between our head and the kernel's tail,
             // masked into the CQE array.
             let cqe = unsafe { &*self.cqes.add((head & self.cq_mask) as usize) };
             head = head.wrapping_add(1);
-            n += f(cqe) as usize;
+            if f(cqe, n) {
+                n += 1;
+                if n == max {
+                    break;
+                }
+            }
+            if head == tail {
+                break;
+            }
         }
         self.cq_next = head;
         // SAFETY: the head field of our mapping; Release: the entries were

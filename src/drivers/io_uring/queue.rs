@@ -190,7 +190,12 @@ impl Requests {
     #[inline(always)]
     fn take_slot(&mut self, req: Request, expect: i64) -> Option<u32> {
         let idx = self.free.pop()?;
-        let slot = &mut self.slots[idx as usize];
+        debug_assert!((idx as usize) < self.slots.len());
+        // SAFETY: the free list holds only slot indices: it starts as
+        // 0..slots.len() and gets back only indices `complete_full` and
+        // `complete` were given, which are those `take_slot` handed out;
+        // the slot table never shrinks.
+        let slot = unsafe { self.slots.get_unchecked_mut(idx as usize) };
         slot.req = req;
         slot.expect = expect;
         Some(idx)
@@ -534,12 +539,11 @@ impl QueueDriver for RingQueue {
     /// Walks the completion queue once (one head update for the batch).
     #[inline(always)]
     fn reap(&mut self, out: &mut [Completion]) -> usize {
-        let mut n = 0;
         let reqs = &mut self.reqs;
-        self.rings.reap(
+        let n = self.rings.reap(
             out.len(),
             #[inline(always)]
-            |cqe| {
+            |cqe, n| {
                 let (idx, res) = (cqe.user_data() as u32, cqe.result());
                 let done = match reqs.complete_full(idx, res) {
                     Some(user_data) => Some((user_data, 0)),
@@ -548,13 +552,11 @@ impl QueueDriver for RingQueue {
                 match done {
                     Some((user_data, ret)) => {
                         debug_assert!(n < out.len());
-                        // SAFETY: `Rings::reap` calls this only while fewer
-                        // than `out.len()` calls returned true, and `n`
-                        // counts those.
+                        // SAFETY: `Rings::reap` passes as `n` how many calls
+                        // returned true so far, fewer than `out.len()`.
                         unsafe {
                             *out.get_unchecked_mut(n) = Completion::new(user_data, ret, None)
                         };
-                        n += 1;
                         true
                     }
                     None => false,
@@ -572,9 +574,14 @@ impl QueueDriver for RingQueue {
         self.reqs.busy()
     }
 
+    /// Follow-up SQEs waiting in `retry` count too, but need no test of
+    /// their own: they are moved into the SQ after every reap and every
+    /// `io_uring_enter`, so one is left waiting only while the SQ is full,
+    /// that is while SQEs are unsubmitted.
     #[inline]
     fn needs_submit(&self) -> bool {
-        !self.reqs.retry.is_empty() || self.rings.unsubmitted() != 0
+        debug_assert!(self.reqs.retry.is_empty() || self.rings.unsubmitted() != 0);
+        self.rings.unsubmitted() != 0
     }
 
     #[inline(always)]
@@ -605,6 +612,10 @@ impl QueueDriver for RingQueue {
             sig,
         );
         self.rings.entered();
+        if !self.reqs.retry.is_empty() {
+            // What did not fit before may fit now (see `needs_submit`).
+            self.push_retries();
+        }
         res
     }
 
@@ -627,7 +638,7 @@ impl Drop for RingQueue {
         let mut in_kernel = self.reqs.busy().saturating_sub(unsubmitted);
         let deadline = std::time::Instant::now() + DRAIN_LIMIT;
         while in_kernel > 0 {
-            in_kernel -= self.rings.reap(in_kernel, |_| true);
+            in_kernel -= self.rings.reap(in_kernel, |_, _| true);
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if in_kernel == 0 || left.is_zero() {
                 break;
