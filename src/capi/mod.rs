@@ -751,27 +751,20 @@ unsafe fn do_io(
     timeout: *mut libc::timespec,
     sig: *const libc::sigset_t,
 ) -> c_int {
-    if !q.is_null()
-        && timeout.is_null()
-        && sig.is_null()
-        && 0 <= min
-        && min <= max
-        && (max == 0 || !completions.is_null())
-    {
+    if !q.is_null() && timeout.is_null() && sig.is_null() && 0 <= min && min <= max {
         // SAFETY: a non-NULL `q` is a live queue handle used by one thread
         // at a time (the API contract, as in `queue!`).
         let q = unsafe { &mut *q };
-        let base = if completions.is_null() {
-            ptr::NonNull::dangling().as_ptr()
-        } else {
-            completions
-        };
-        // SAFETY: `max` >= `min` >= 0; with `max` > 0 `completions` is
-        // non-NULL and has room for `max` entries the caller does not
-        // otherwise use during the call (the caller's contract); an empty
-        // slice needs only an aligned non-NULL pointer.
-        let out = unsafe { std::slice::from_raw_parts_mut(base, max as usize) };
-        return q.do_io_reporting(out, min as usize, fail);
+        if !completions.is_null() {
+            // SAFETY: a non-NULL `completions` has room for `max` (>= 0)
+            // entries the caller does not otherwise use during the call
+            // (the caller's contract).
+            let out = unsafe { std::slice::from_raw_parts_mut(completions, max as usize) };
+            return q.do_io_reporting(out, min as usize, fail);
+        }
+        if max == 0 {
+            return q.do_io_reporting(&mut [], min as usize, fail);
+        }
     }
     // SAFETY: this function's contract is do_io_checked's.
     unsafe { do_io_checked(q, completions, min, max, timeout, sig) }

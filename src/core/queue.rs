@@ -151,10 +151,10 @@ impl Queue {
         }
     }
 
-    /// [`Queue::submit`] of `blkioq_read`. The valid case (flags 0, a
-    /// buffer unless the length is 0, `start` and `start + len` within
-    /// `i64`: what [`Request::check`] asks of a read) is three tests;
-    /// anything else takes the general path.
+    /// [`Queue::submit`] of `blkioq_read`. The usual valid case (flags 0,
+    /// a buffer, `start` and `start + len` within `i64`: what
+    /// [`Request::check`] asks of a read) is three tests; anything else,
+    /// including a valid NULL buffer of length 0, takes the general path.
     ///
     /// # Safety
     /// As [`Queue::submit`]: `buf` is valid for `len` bytes until completion.
@@ -167,7 +167,7 @@ impl Queue {
         user_data: usize,
         flags: u32,
     ) {
-        if flags == 0 && !(buf.is_null() && len > 0) && range_fits(start, len as u64) {
+        if flags == 0 && !buf.is_null() && range_fits(start, len as u64) {
             self.ops.place_read(start, buf, len, user_data)
         } else {
             // SAFETY: this function's contract is submit's.
@@ -196,7 +196,7 @@ impl Queue {
         user_data: usize,
         flags: u32,
     ) {
-        if flags & !REQ_FUA == 0 && !(buf.is_null() && len > 0) && range_fits(start, len as u64) {
+        if flags & !REQ_FUA == 0 && !buf.is_null() && range_fits(start, len as u64) {
             self.ops.place_write(start, buf, len, user_data, flags)
         } else {
             // SAFETY: this function's contract is submit's.
@@ -533,7 +533,9 @@ impl<D: QueueDriver> QueueCore<D> {
         } else {
             self.outstanding()
         };
-        if min > n && min - n > owed {
+        // `min - n > owed`, without the subtraction's test (both counts
+        // are far from overflowing).
+        if min > n + owed {
             self.put_back(&out[..n]);
             return finish(Err(min_above_outstanding()));
         }
