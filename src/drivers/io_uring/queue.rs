@@ -616,7 +616,7 @@ impl QueueDriver for RingQueue {
             // What did not fit before may fit now (see `needs_submit`).
             self.push_retries();
         }
-        res
+        res.map_err(Error::from)
     }
 
     fn completion_fd(&self) -> RawFd {
@@ -651,7 +651,7 @@ impl Drop for RingQueue {
                 Some(left),
                 None,
             );
-            match res {
+            match res.map_err(Error::from) {
                 Ok(()) | Err(Error::Interrupted | Error::TimedOut(_)) => {}
                 Err(_) => break,
             }

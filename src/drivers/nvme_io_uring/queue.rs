@@ -320,6 +320,7 @@ impl QueueDriver for NvmeQueue {
             timeout,
             sig,
         )
+        .map_err(Error::from)
     }
 
     fn completion_fd(&self) -> RawFd {
