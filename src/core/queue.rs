@@ -558,6 +558,25 @@ impl<D: QueueDriver> QueueCore<D> {
                 Err(e) => return finish(Err(e)),
             }
         }
+        self.run_loop(out, min, n, entered, timeout, sig, poll, finish)
+    }
+
+    /// The rest of [`QueueCore::run`] after its peeled first round: kept
+    /// out of line so that the calls that end in that round save no
+    /// registers for it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_loop<R>(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        mut n: usize,
+        mut entered: bool,
+        timeout: Option<&mut libc::timespec>,
+        sig: Option<&libc::sigset_t>,
+        poll: bool,
+        finish: impl Fn(Result<usize>) -> R,
+    ) -> R {
         let budget = timeout.as_deref().map(timespec_to_duration);
         let mut started: Option<Instant> = None;
         let result = loop {
