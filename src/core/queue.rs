@@ -695,7 +695,7 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
             Err(e) => report_cold(report, e),
         };
         if self.poll {
-            finish(self.do_io_with(out, min, None, None))
+            self.do_io_reporting_poll(out, min, report)
         } else {
             self.run(out, min, None, None, false, finish)
         }
@@ -707,6 +707,24 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
 
     fn set_completion_fd_enabled(&mut self, enabled: bool) {
         QueueCore::set_completion_fd_enabled(self, enabled)
+    }
+}
+
+impl<D: QueueDriver> QueueCore<D> {
+    /// [`QueueOps::do_io_reporting`] on a poll queue, out of line so that
+    /// the usual call keeps no frame for its `Result`.
+    #[inline(never)]
+    fn do_io_reporting_poll(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        report: fn(Error) -> c_int,
+    ) -> c_int {
+        match self.do_io_with(out, min, None, None) {
+            // At most `out.len()`, which the caller keeps within c_int.
+            Ok(n) => n as c_int,
+            Err(e) => report_cold(report, e),
+        }
     }
 }
 
