@@ -689,11 +689,7 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         min: usize,
         report: fn(Error) -> c_int,
     ) -> c_int {
-        let finish = |r: Result<usize>| match r {
-            // At most `out.len()`, which the caller keeps within c_int.
-            Ok(n) => n as c_int,
-            Err(e) => report_cold(report, e),
-        };
+        let finish = |r| reported(r, report);
         if self.poll {
             self.do_io_reporting_poll(out, min, report)
         } else {
@@ -720,11 +716,18 @@ impl<D: QueueDriver> QueueCore<D> {
         min: usize,
         report: fn(Error) -> c_int,
     ) -> c_int {
-        match self.do_io_with(out, min, None, None) {
-            // At most `out.len()`, which the caller keeps within c_int.
-            Ok(n) => n as c_int,
-            Err(e) => report_cold(report, e),
-        }
+        reported(self.do_io_with(out, min, None, None), report)
+    }
+}
+
+/// `do_io`'s outcome as the C entry point returns it: the completion
+/// count, or `report(e)`.
+#[inline(always)]
+fn reported(r: Result<usize>, report: fn(Error) -> c_int) -> c_int {
+    match r {
+        // At most `out.len()`, which the caller keeps within c_int.
+        Ok(n) => n as c_int,
+        Err(e) => report_cold(report, e),
     }
 }
 
@@ -754,7 +757,8 @@ fn timespec_to_duration(ts: &libc::timespec) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn duration_to_timespec(d: Duration) -> libc::timespec {
+/// `d` as the `timespec` the system calls take.
+pub(crate) fn duration_to_timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,

@@ -29,7 +29,7 @@ use super::record::{
 };
 use super::transport::{hung_up, DeviceAddress, Kick, Transport};
 use super::virtqueue::{Buffer, Virtqueue};
-use crate::core::queue::{Enqueue, QueueDriver};
+use crate::core::queue::{duration_to_timespec, Enqueue, QueueDriver};
 use crate::core::request::{Completion, Op, Request, Transfer, REQ_FUA, REQ_NO_UNMAP};
 use crate::core::sys;
 use crate::core::{Error, Result};
@@ -98,8 +98,6 @@ pub struct VirtioQueue<T: Transport, V: Virtqueue> {
     /// The application's `blkioq_set_completion_fd_enabled` setting.
     notify: bool,
     hangup: Option<Arc<OwnedFd>>,
-    /// `hangup`'s descriptor, or -1 (ignored by ppoll).
-    hangup_fd: RawFd,
     /// The device went away: in-flight requests fail, new ones are refused.
     disconnected: bool,
     /// Why the queue stopped when the device broke the ring's rules rather
@@ -140,7 +138,6 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
             in_flight: 0,
             chain: Vec::with_capacity(8),
             notify: false,
-            hangup_fd: p.hangup.as_ref().map_or(-1, |f| f.as_raw_fd()),
             hangup: p.hangup,
             disconnected: false,
             fault: None,
@@ -506,23 +503,14 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
                 revents: 0,
             },
             libc::pollfd {
-                fd: self.hangup_fd,
+                fd: self.hangup.as_ref().map_or(-1, |f| f.as_raw_fd()),
                 events: libc::POLLRDHUP,
                 revents: 0,
             },
         ];
         // Re-checked after notifications were turned on: no lost wake-up.
         while !self.ready(1) {
-            let ts = match start {
-                None => None,
-                Some((s, t)) => {
-                    let d = t.saturating_sub(s.elapsed());
-                    Some(libc::timespec {
-                        tv_sec: d.as_secs() as libc::time_t,
-                        tv_nsec: d.subsec_nanos() as libc::c_long,
-                    })
-                }
-            };
+            let ts = start.map(|(s, t)| duration_to_timespec(t.saturating_sub(s.elapsed())));
             if sys::ppoll(&mut fds, ts.as_ref(), sig)? == 0 {
                 return Err(timed_out());
             }
