@@ -763,7 +763,7 @@ unsafe fn do_io(
             return q.do_io_reporting(out, min as usize, fail);
         }
         if max == 0 {
-            return q.do_io_reporting(&mut [], min as usize, fail);
+            return q.do_io_reporting_none(min as usize, fail);
         }
     }
     // SAFETY: this function's contract is do_io_checked's.
@@ -875,7 +875,7 @@ pub unsafe extern "C" fn blkioq_do_io_interruptible(
 #[no_mangle]
 pub unsafe extern "C" fn blkioq_get_completion_fd(q: *mut Queue) -> c_int {
     let q = queue!(q, invalid("q must be non-NULL"));
-    q.completion_fd().unwrap_or_else(fail)
+    q.completion_fd()
 }
 
 /// # Safety

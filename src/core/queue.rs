@@ -71,14 +71,6 @@ pub trait QueueDriver: Send {
     /// The completion eventfd, or -1 (poll queues).
     fn completion_fd(&self) -> RawFd;
 
-    /// The application asked for the completion fd
-    /// (`blkioq_get_completion_fd`). Drivers whose device signals the fd
-    /// only for applications that wait on it set that up here; by default
-    /// nothing needs doing.
-    fn expose_completion_fd(&mut self) -> Result<()> {
-        Ok(())
-    }
-
     /// `blkioq_set_completion_fd_enabled`: a hint, ignored by default.
     fn set_completion_fd_enabled(&mut self, _enabled: bool) {}
 }
@@ -122,9 +114,10 @@ pub trait QueueOps: Send {
         min: usize,
         report: fn(Error) -> c_int,
     ) -> c_int;
-    /// `blkioq_get_completion_fd`: the fd (-1 for poll queues), which from
-    /// now on is signalled for completions.
-    fn completion_fd(&mut self) -> Result<RawFd>;
+    /// [`QueueOps::do_io_reporting`] with no room for completions
+    /// (`max_completions` 0, as in the call that only submits).
+    fn do_io_reporting_none(&mut self, min: usize, report: fn(Error) -> c_int) -> c_int;
+    fn completion_fd(&self) -> RawFd;
     fn set_completion_fd_enabled(&mut self, enabled: bool);
 }
 
@@ -261,8 +254,13 @@ impl Queue {
         self.ops.do_io_reporting(out, min, report)
     }
 
-    /// See [`QueueOps::completion_fd`].
-    pub fn completion_fd(&mut self) -> Result<RawFd> {
+    /// See [`QueueOps::do_io_reporting_none`].
+    #[inline(always)]
+    pub fn do_io_reporting_none(&mut self, min: usize, report: fn(Error) -> c_int) -> c_int {
+        self.ops.do_io_reporting_none(min, report)
+    }
+
+    pub fn completion_fd(&self) -> RawFd {
         self.ops.completion_fd()
     }
 
@@ -372,10 +370,8 @@ impl<D: QueueDriver> QueueCore<D> {
         }
     }
 
-    /// See [`QueueOps::completion_fd`].
-    pub fn completion_fd(&mut self) -> Result<RawFd> {
-        self.driver.expose_completion_fd()?;
-        Ok(self.driver.completion_fd())
+    pub fn completion_fd(&self) -> RawFd {
+        self.driver.completion_fd()
     }
 
     pub fn set_completion_fd_enabled(&mut self, enabled: bool) {
@@ -511,11 +507,83 @@ impl<D: QueueDriver> QueueCore<D> {
     /// counts completions not reaped yet, so the gathering after it
     /// returns the same and one reap is saved per call.
     ///
+    /// The submit-only call ([`QueueCore::submit_only_call`]) is the
+    /// early branch [`QueueCore::submit_only`]; every other call is
+    /// [`QueueCore::run_gathering`].
+    ///
     /// Every way out goes through `finish`, inlined at each: the C entry
     /// point turns the outcome into its return value where it is known,
     /// instead of merging a 32-byte `Result` in memory first.
     #[inline(always)]
     fn run<R>(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        timeout: Option<&mut libc::timespec>,
+        sig: Option<&libc::sigset_t>,
+        poll: bool,
+        finish: impl Fn(Result<usize>) -> R,
+    ) -> R {
+        if self.submit_only_call(out, min, timeout.is_some(), poll) {
+            return self.submit_only(sig, poll, finish);
+        }
+        self.run_gathering(out, min, timeout, sig, poll, finish)
+    }
+
+    /// A call with room for no completion and none required, no timeout,
+    /// on a regular queue whose backlogs are empty: nothing can be
+    /// gathered, so all it does is submit (what an event-driven
+    /// application calls after queueing, `blkioq_do_io(q, NULL, 0, 0,
+    /// NULL)`).
+    #[inline(always)]
+    fn submit_only_call(&self, out: &[Completion], min: usize, timeout: bool, poll: bool) -> bool {
+        out.is_empty() && min == 0 && !timeout && !poll && self.backlogs_empty()
+    }
+
+    /// [`QueueCore::run`] of a submit-only call: hands what is placed to
+    /// the device; only when something is left unsubmitted (a full
+    /// submission ring, an interrupted submit) does it go on into
+    /// [`QueueCore::run_loop`], which submits until nothing is.
+    #[inline(always)]
+    fn submit_only<R>(
+        &mut self,
+        sig: Option<&libc::sigset_t>,
+        poll: bool,
+        finish: impl Fn(Result<usize>) -> R,
+    ) -> R {
+        if !self.driver.needs_submit() {
+            return finish(Ok(0));
+        }
+        let submitted = self.driver.submit_and_wait(0, None, sig);
+        if submitted.is_ok() && !self.driver.needs_submit() {
+            return finish(Ok(0));
+        }
+        self.submit_only_rest(submitted, sig, poll, finish)
+    }
+
+    /// What follows in [`QueueCore::submit_only`] when the submit failed
+    /// or left something unsubmitted; out of line, so that the usual
+    /// call needs no stack frame.
+    #[cold]
+    #[inline(never)]
+    fn submit_only_rest<R>(
+        &mut self,
+        submitted: Result<()>,
+        sig: Option<&libc::sigset_t>,
+        poll: bool,
+        finish: impl Fn(Result<usize>) -> R,
+    ) -> R {
+        match submitted {
+            Ok(()) => {}
+            Err(Error::Interrupted) if sig.is_none() => {}
+            Err(e) => return finish(Err(e)),
+        }
+        self.run_loop(&mut [], 0, 0, true, None, sig, poll, finish)
+    }
+
+    /// [`QueueCore::run`] of every call but the submit-only one.
+    #[inline(always)]
+    fn run_gathering<R>(
         &mut self,
         out: &mut [Completion],
         min: usize,
@@ -702,15 +770,25 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         min: usize,
         report: fn(Error) -> c_int,
     ) -> c_int {
-        let finish = |r| reported(r, report);
         if self.poll {
             self.do_io_reporting_poll(out, min, report)
         } else {
-            self.run(out, min, None, None, false, finish)
+            self.run(out, min, None, None, false, move |r| reported(r, report))
         }
     }
 
-    fn completion_fd(&mut self) -> Result<RawFd> {
+    /// `run`'s submit-only branch, and for anything else the general
+    /// call, out of line so that the submit-only call saves no registers
+    /// for it.
+    fn do_io_reporting_none(&mut self, min: usize, report: fn(Error) -> c_int) -> c_int {
+        if !self.poll && self.submit_only_call(&[], min, false, false) {
+            self.submit_only(None, false, move |r| reported(r, report))
+        } else {
+            self.do_io_reporting_any(&mut [], min, report)
+        }
+    }
+
+    fn completion_fd(&self) -> RawFd {
         QueueCore::completion_fd(self)
     }
 
@@ -720,6 +798,17 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
 }
 
 impl<D: QueueDriver> QueueCore<D> {
+    /// [`QueueOps::do_io_reporting`], called directly.
+    #[inline(never)]
+    fn do_io_reporting_any(
+        &mut self,
+        out: &mut [Completion],
+        min: usize,
+        report: fn(Error) -> c_int,
+    ) -> c_int {
+        QueueOps::do_io_reporting(self, out, min, report)
+    }
+
     /// [`QueueOps::do_io_reporting`] on a poll queue, out of line so that
     /// the usual call keeps no frame for its `Result`.
     #[inline(never)]
@@ -927,6 +1016,25 @@ mod tests {
         let n = q.do_io(&mut out, 0, None, None).unwrap();
         assert!(n >= 2);
         assert!(!q.driver.needs_submit());
+    }
+
+    #[test]
+    fn submit_only_call_submits_what_is_placed_and_nothing_else() {
+        let report: fn(Error) -> c_int = |e| -e.errno();
+        let mut q = QueueCore::new(InstantRing::new(4), false);
+        submit(&mut q, flush(1, 0));
+        submit(&mut q, flush(2, 0));
+        assert_eq!(q.do_io_reporting_none(0, report), 0);
+        assert_eq!(q.driver.submits, 1);
+        assert!(!q.driver.needs_submit());
+        // Nothing placed since: no second submit.
+        assert_eq!(q.do_io_reporting_none(0, report), 0);
+        assert_eq!(q.driver.submits, 1);
+        // More required than owed is still refused, with nothing lost.
+        assert_eq!(q.do_io_reporting_none(3, report), -libc::EINVAL);
+        let mut out = vec![empty(); 4];
+        assert_eq!(q.do_io(&mut out, 2, None, None).unwrap(), 2);
+        assert_eq!(q.outstanding(), 0);
     }
 
     #[test]
