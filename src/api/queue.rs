@@ -581,7 +581,8 @@ impl<'a> Queue<'a> {
     }
 
     /// Turns completion fd notifications on or off (a hint; virtio-blk
-    /// queues start with them off).
+    /// queues start with them off, io_uring queues on). Turning them on
+    /// makes the fd readable if completions are already waiting.
     pub fn set_completion_fd_enabled(&mut self, enabled: bool) {
         self.raw().set_completion_fd_enabled(enabled)
     }

@@ -12,10 +12,15 @@
 //! ([`CompletionFd::expose`]); until then the library's own signals (the
 //! completion backlog, docs/contract/requests.md §4.4) are its only writes.
 //!
+//! `blkioq_set_completion_fd_enabled` is honoured with the CQ ring's
+//! `IORING_CQ_EVENTFD_DISABLED` flag, which the kernel reads before each
+//! signal: a hint the application gives when it stops waiting on the fd.
+//!
 //! No wake-up is lost on the way: completions posted before the eventfd
-//! was registered are still in the CQ; when the fd is registered, a
-//! non-empty CQ gets one signal of our own, so an application that polls
-//! the fd next finds it readable.
+//! was registered, or while it was disabled, are still in the CQ; each
+//! time the fd becomes live (registered and enabled), a non-empty CQ gets
+//! one signal of our own, so an application that polls the fd next finds
+//! it readable.
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, RawFd};
@@ -31,6 +36,9 @@ pub struct CompletionFd {
     fd: EventFd,
     /// Registered with the ring (from the first [`CompletionFd::expose`]).
     registered: bool,
+    /// The application's `blkioq_set_completion_fd_enabled` setting;
+    /// `false` is `IORING_CQ_EVENTFD_DISABLED` in the CQ ring flags.
+    enabled: bool,
 }
 
 impl CompletionFd {
@@ -39,6 +47,7 @@ impl CompletionFd {
         Ok(CompletionFd {
             fd: sys::eventfd(true)?,
             registered: false,
+            enabled: true,
         })
     }
 
@@ -71,18 +80,44 @@ impl CompletionFd {
         Ok(())
     }
 
-    /// The fd was just registered: if the CQ already holds completions,
-    /// which the kernel posted without signalling, signal them once.
-    fn catch_up<S: squeue::EntryMarker, C: cqueue::EntryMarker>(&self, ring: &IoUring<S, C>) {
-        // Our store (the registration) before our load of the CQ tail; the
-        // kernel has a full barrier between its store of the tail and its
-        // look for an eventfd (the waiter check after posting). Either the
-        // kernel sees the fd registered and signals, or we see its CQE
-        // here.
-        fence(Ordering::SeqCst);
+    /// `blkioq_set_completion_fd_enabled(enabled)`: sets or clears
+    /// `IORING_CQ_EVENTFD_DISABLED` (registered or not: the kernel reads
+    /// the flag only for a registered eventfd).
+    pub fn set_enabled<S: squeue::EntryMarker, C: cqueue::EntryMarker>(
+        &mut self,
+        ring: &IoUring<S, C>,
+        enabled: bool,
+    ) {
+        if enabled == self.enabled {
+            return;
+        }
+        self.enabled = enabled;
         // SAFETY: the ring's only `CompletionQueue` views are the drivers'
         // short-lived ones inside reap, on this queue's thread, so none is
         // alive here; the view's drop writes back the CQ head it read.
+        let cq = unsafe { ring.completion_shared() };
+        if enabled {
+            cq.enable_eventfd();
+        } else {
+            cq.disable_eventfd();
+        }
+        drop(cq);
+        self.catch_up(ring);
+    }
+
+    /// The fd just became live: if the CQ already holds completions, which
+    /// the kernel posted without signalling, signal them once.
+    fn catch_up<S: squeue::EntryMarker, C: cqueue::EntryMarker>(&self, ring: &IoUring<S, C>) {
+        if !(self.registered && self.enabled) {
+            return;
+        }
+        // Our store (the registration, the cleared flag) before our load
+        // of the CQ tail; the kernel has a full barrier between its store
+        // of the tail and its look at the eventfd and the flag (the
+        // waiter check after posting). Either the kernel sees the fd live
+        // and signals, or we see its CQE here.
+        fence(Ordering::SeqCst);
+        // SAFETY: as in `set_enabled`.
         let pending = !unsafe { ring.completion_shared() }.is_empty();
         if pending {
             sys::eventfd_signal(self.raw());

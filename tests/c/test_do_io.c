@@ -302,16 +302,32 @@ static void test_event_driven(struct blkio *b, struct blkioq *q)
 
     event_loop(q, "buffered");
 
-    /* blkioq_set_completion_fd_enabled has no effect on io_uring. */
-    for (int en = 0; en < 2; en++) {
+    /* blkioq_set_completion_fd_enabled(false) stops the kernel's signals
+     * (IORING_CQ_EVENTFD_DISABLED); enabling again signals the completions
+     * that arrived meanwhile. */
+    {
         struct pollfd pfd = {efd, POLLIN, 0};
-        blkioq_set_completion_fd_enabled(q, en);
+        blkioq_set_completion_fd_enabled(q, false);
         while (read(efd, &v, 8) == 8)
             ;
         blkioq_read(q, 0, buf, 4096, NULL, 0);
+        CHECK_INT(h_wait1(q, NULL), 0, "disabled: a read completes in blkioq_do_io");
+        CHECK_INT(poll(&pfd, 1, 0), 0, "disabled: its completion did not signal the fd");
+        blkioq_read(q, 0, buf, 4096, NULL, 0);
+        CHECK_INT(blkioq_do_io(q, NULL, 0, 0, NULL), 0, "disabled: submit a read");
+        usleep(100000); /* it completes, unsignalled */
+        CHECK_INT(poll(&pfd, 1, 0), 0, "disabled: the fd stays quiet");
+        blkioq_set_completion_fd_enabled(q, true);
+        CHECK_INT(poll(&pfd, 1, 0), 1, "enabling signals the completion waiting in the ring");
+        while (read(efd, &v, 8) == 8)
+            ;
+        CHECK_INT(h_wait1(q, NULL), 0, "and the read is returned");
+        blkioq_set_completion_fd_enabled(q, true);
+        CHECK_INT(poll(&pfd, 1, 0), 0, "enabling an enabled fd signals nothing");
+        blkioq_read(q, 0, buf, 4096, NULL, 0);
         blkioq_do_io(q, NULL, 0, 0, NULL);
-        CHECK_INT(poll(&pfd, 1, 10000), 1, "completion fd signalled with enabled=%d", en);
-        CHECK_INT(h_wait1(q, NULL), 0, "the read completes (enabled=%d)", en);
+        CHECK_INT(poll(&pfd, 1, 10000), 1, "enabled: the completion signals the fd");
+        CHECK_INT(h_wait1(q, NULL), 0, "the read completes (enabled)");
     }
 
     /* Library-detected failures signal the fd too. */

@@ -628,6 +628,12 @@ impl QueueDriver for RingQueue {
             None => Ok(()),
         }
     }
+
+    fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        if let Some(fd) = &mut self.eventfd {
+            fd.set_enabled(&self.ring, enabled);
+        }
+    }
 }
 
 /// How long dropping a queue waits for requests the kernel still owns.

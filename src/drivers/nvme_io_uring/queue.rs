@@ -329,6 +329,10 @@ impl QueueDriver for NvmeQueue {
     fn expose_completion_fd(&mut self) -> Result<()> {
         self.eventfd.expose(&self.ring)
     }
+
+    fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        self.eventfd.set_enabled(&self.ring, enabled);
+    }
 }
 
 impl Drop for NvmeQueue {
