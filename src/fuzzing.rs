@@ -199,7 +199,7 @@ impl RingHarness {
     }
 
     /// Adds a chain of 1–4 buffers if the ring has room.
-    fn add(&mut self, q: &mut dyn Virtqueue, input: &mut Bytes) {
+    fn add(&mut self, q: &mut dyn Virtqueue<u16>, input: &mut Bytes) {
         let n = 1 + (input.u8() % 4) as u16;
         if n > q.num_free() {
             return;
@@ -212,7 +212,7 @@ impl RingHarness {
                 device_writable: i + 1 == n,
             })
             .collect();
-        let id = q.add_chain(&chain);
+        let id = q.add_chain(&chain, ring_token(announced));
         assert_eq!(id, announced, "add_chain returned another id than next_id");
         assert!(id < self.size, "id {id} outside a ring of {}", self.size);
         self.records.write(
@@ -234,22 +234,32 @@ impl RingHarness {
     }
 
     /// Pops one used chain and checks it was ours.
-    fn pop(&mut self, q: &mut dyn Virtqueue) {
+    fn pop(&mut self, q: &mut dyn Virtqueue<u16>) {
         let pending = q.used_pending();
-        if let Some(id) = q.pop_used() {
+        if let Some((id, token)) = q.pop_used() {
             assert!(pending > 0, "popped with nothing pending");
+            assert_eq!(
+                token,
+                ring_token(id),
+                "chain {id} came back with another token"
+            );
             self.in_flight.remove(id);
             check_status(record::status_to_ret(self.records.status(id)));
         }
     }
 
-    fn check(&self, q: &dyn Virtqueue) {
+    fn check(&self, q: &dyn Virtqueue<u16>) {
         assert_eq!(
             q.num_free() as usize + self.in_flight.descriptors,
             self.size as usize,
             "free + in-flight descriptors != ring size"
         );
     }
+}
+
+/// The token the harness gives the chain with id `id`.
+fn ring_token(id: u16) -> u16 {
+    id ^ 0x5A5A
 }
 
 /// The device side of one ring layout: how it reports a used chain and
@@ -359,7 +369,7 @@ impl DeviceRing for PackedDevice {
 /// it that it relies on, docs/virtio-device-trust.md), device writes a
 /// status byte, driver pops, kick decision, notification switch.
 fn hostile_device(
-    q: &mut dyn Virtqueue,
+    q: &mut dyn Virtqueue<u16>,
     mem: &mut Shared,
     device: &mut dyn DeviceRing,
     mut input: Bytes,

@@ -50,9 +50,9 @@ const fn refuse(errno: i32, msg: &'static CStr) -> Refusal {
     (errno, Some(msg))
 }
 
-/// A request placed in the ring, by chain id.
-#[derive(Clone, Copy)]
-struct Pending {
+/// What a chain in the ring stands for: its virtqueue token.
+#[derive(Clone, Copy, Default)]
+pub struct Pending {
     user_data: usize,
     /// FUA write without native FUA: queue a FLUSH after it succeeds and
     /// report only the flush.
@@ -78,7 +78,7 @@ pub struct QueueParams<T: Transport> {
 }
 
 /// A virtio-blk queue over virtqueue `V`.
-pub struct VirtioQueue<T: Transport, V: Virtqueue> {
+pub struct VirtioQueue<T: Transport, V: Virtqueue<Pending>> {
     vq: V,
     records: Records,
     /// Device address of record 0.
@@ -91,7 +91,6 @@ pub struct VirtioQueue<T: Transport, V: Virtqueue> {
     poll: bool,
     info: DeviceInfo,
     read_only: bool,
-    pending: Box<[Option<Pending>]>,
     in_flight: usize,
     /// Scratch space for the chain being built.
     chain: Vec<Buffer>,
@@ -106,7 +105,7 @@ pub struct VirtioQueue<T: Transport, V: Virtqueue> {
     idle_reaps: u32,
 }
 
-impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
+impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
     /// A queue over the ring `vq` (already placed in `p.memory`), with
     /// notifications off (docs/contract/requests.md §5).
     pub fn new(mut vq: V, p: QueueParams<T>) -> Result<Self> {
@@ -134,7 +133,6 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
             poll: p.poll,
             info: p.info,
             read_only: p.read_only,
-            pending: vec![None; p.queue_size as usize].into_boxed_slice(),
             in_flight: 0,
             chain: Vec::with_capacity(8),
             notify: false,
@@ -301,9 +299,8 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     /// Publishes the chain in `self.chain` for request `id`.
     fn publish(&mut self, id: u16, header: &Header, pending: Pending) {
         self.records.write(id, header);
-        let placed = self.vq.add_chain(&self.chain);
+        let placed = self.vq.add_chain(&self.chain, pending);
         debug_assert_eq!(placed, id);
-        self.set_pending(id, pending);
     }
 
     /// Queues the FLUSH that follows a FUA write. The write's chain was
@@ -372,22 +369,6 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
         Enqueue::Queued
     }
 
-    /// Notes the request in flight as chain `id`.
-    #[inline]
-    fn set_pending(&mut self, id: u16, p: Pending) {
-        let mask = self.pending.len() - 1;
-        // SAFETY: masked below the (power of two) length.
-        unsafe { *self.pending.get_unchecked_mut(id as usize & mask) = Some(p) };
-    }
-
-    /// Takes the request in flight as chain `id`, if any.
-    #[inline]
-    fn take_pending(&mut self, id: u16) -> Option<Pending> {
-        let mask = self.pending.len() - 1;
-        // SAFETY: masked below the (power of two) length.
-        unsafe { self.pending.get_unchecked_mut(id as usize & mask) }.take()
-    }
-
     /// Spins (poll queue) or sleeps until `wait_for` used entries are
     /// there; see [`QueueDriver::submit_and_wait`].
     #[inline(never)]
@@ -444,14 +425,12 @@ impl<T: Transport, V: Virtqueue> VirtioQueue<T, V> {
     fn reap_disconnected(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
         let msg = self.fault.unwrap_or(c"device disconnected");
-        for slot in self.pending.iter_mut() {
-            if n == out.len() {
+        while n < out.len() {
+            let Some(p) = self.vq.take_in_flight() else {
                 break;
-            }
-            if let Some(p) = slot.take() {
-                out[n] = Completion::new(p.user_data, -libc::EIO, Some(msg));
-                n += 1;
-            }
+            };
+            out[n] = Completion::new(p.user_data, -libc::EIO, Some(msg));
+            n += 1;
         }
         self.in_flight -= n;
         n
@@ -563,7 +542,7 @@ fn set_nonblocking(fd: RawFd) -> Result<()> {
     Ok(())
 }
 
-impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
+impl<T: Transport, V: Virtqueue<Pending>> QueueDriver for VirtioQueue<T, V> {
     #[inline]
     fn enqueue(&mut self, req: &Request) -> Enqueue {
         match req.transfer() {
@@ -602,31 +581,31 @@ impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
         };
         let rec = self.records_dev + (id as usize * record::RECORD_LEN) as u64;
         self.records.write(id, &rw_header(kind, t.start));
-        let placed = self.vq.add_chain(&[
-            Buffer {
-                addr: rec,
-                len: HEADER_LEN,
-                device_writable: false,
-            },
-            Buffer {
-                addr: dev,
-                len: len as u32,
-                device_writable: read,
-            },
-            Buffer {
-                addr: rec + STATUS_OFFSET,
-                len: 1,
-                device_writable: true,
-            },
-        ]);
-        debug_assert_eq!(placed, id);
-        self.set_pending(
-            id,
-            Pending {
-                user_data: t.user_data,
-                then_flush: !read && t.flags & REQ_FUA != 0 && self.info.flush,
-            },
+        let pending = Pending {
+            user_data: t.user_data,
+            then_flush: !read && t.flags & REQ_FUA != 0 && self.info.flush,
+        };
+        let placed = self.vq.add_chain(
+            &[
+                Buffer {
+                    addr: rec,
+                    len: HEADER_LEN,
+                    device_writable: false,
+                },
+                Buffer {
+                    addr: dev,
+                    len: len as u32,
+                    device_writable: read,
+                },
+                Buffer {
+                    addr: rec + STATUS_OFFSET,
+                    len: 1,
+                    device_writable: true,
+                },
+            ],
+            pending,
         );
+        debug_assert_eq!(placed, id);
         self.in_flight += 1;
         true
     }
@@ -640,9 +619,8 @@ impl<T: Transport, V: Virtqueue> QueueDriver for VirtioQueue<T, V> {
         }
         let mut n = 0;
         while n < out.len() {
-            let Some(id) = self.vq.pop_used() else { break };
-            let Some(p) = self.take_pending(id) else {
-                continue;
+            let Some((id, p)) = self.vq.pop_used() else {
+                break;
             };
             let (ret, msg) = record::status_to_ret(self.records.status(id));
             if p.then_flush && ret == 0 {

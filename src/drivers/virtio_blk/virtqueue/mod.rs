@@ -1,8 +1,11 @@
 //! The driver side of a virtqueue, on plain shared memory (docs/contract/virtio.md §5–6).
 //!
 //! A virtqueue knows nothing about block requests: it hands out chain ids,
-//! publishes chains of [`Buffer`]s, decides when the device needs a kick,
-//! returns the ids of used chains and switches used-buffer notifications.
+//! publishes chains of [`Buffer`]s, each with a token of the caller's (a
+//! `T`, kept with the chain's own bookkeeping, so that completing a chain
+//! costs no second table), decides when the device needs a kick, returns
+//! the ids and tokens of used chains and switches used-buffer
+//! notifications.
 //! The virtio-blk layer ([`super::queue`]) builds the chains.
 //!
 //! Two implementations: [`split::SplitQueue`], which vhost-user and
@@ -22,8 +25,8 @@ pub struct Buffer {
     pub device_writable: bool,
 }
 
-/// What the virtio-blk layer needs from a ring.
-pub trait Virtqueue: Send {
+/// What the virtio-blk layer needs from a ring whose chains carry a `T`.
+pub trait Virtqueue<T>: Send {
     /// Number of entries (descriptors).
     fn size(&self) -> u16;
 
@@ -34,20 +37,26 @@ pub trait Virtqueue: Send {
     /// Free descriptors.
     fn num_free(&self) -> u16;
 
-    /// Places and publishes a chain (1 ≤ len ≤ [`Virtqueue::num_free`]);
-    /// returns its id (the value [`Virtqueue::next_id`] announced). The
-    /// one way chains enter a ring; inlined, so that a chain of known
-    /// length (the three descriptors of a plain read or write) unrolls.
-    fn add_chain(&mut self, chain: &[Buffer]) -> u16;
+    /// Places and publishes a chain (1 ≤ len ≤ [`Virtqueue::num_free`])
+    /// carrying `token`; returns its id (the value [`Virtqueue::next_id`]
+    /// announced). The one way chains enter a ring; inlined, so that a
+    /// chain of known length (the three descriptors of a plain read or
+    /// write) unrolls.
+    fn add_chain(&mut self, chain: &[Buffer], token: T) -> u16;
 
     /// Used entries the device has produced and we have not popped yet.
     fn used_pending(&self) -> u16;
 
-    /// The id of the next used chain, whose descriptors become free again.
-    /// An entry naming no chain in flight (out of range, never placed,
-    /// already used) breaks the ring: `None` from then on, and
+    /// The id and token of the next used chain, whose descriptors become
+    /// free again. An entry naming no chain in flight (out of range, never
+    /// placed, already used) breaks the ring: `None` from then on, and
     /// [`Virtqueue::is_broken`] says so.
-    fn pop_used(&mut self) -> Option<u16>;
+    fn pop_used(&mut self) -> Option<(u16, T)>;
+
+    /// The token of some chain still in flight, which stops counting as
+    /// in flight (its descriptors are not freed): how a ring the device
+    /// left is emptied. `None` when no chain is in flight.
+    fn take_in_flight(&mut self) -> Option<T>;
 
     /// Whether the device wrote a used entry that breaks the rules; every
     /// request in flight is then lost and must fail.

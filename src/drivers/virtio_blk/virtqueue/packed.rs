@@ -63,8 +63,8 @@ struct Descriptor {
     flags: u16,
 }
 
-/// Driver state of one packed ring.
-pub struct PackedQueue {
+/// Driver state of one packed ring whose chains carry a `T` each.
+pub struct PackedQueue<T> {
     desc: NonNull<Descriptor>,
     /// Driver area `{off_wrap, flags}`, then the device area.
     events: NonNull<u16>,
@@ -81,6 +81,8 @@ pub struct PackedQueue {
     free_ids: Vec<u16>,
     /// Descriptor count of each in-flight chain, by id; 0 = not in flight.
     chain_len: Box<[u16]>,
+    /// The token of each in-flight chain, by id.
+    tokens: Box<[T]>,
     /// Descriptors published since the last kick decision.
     unkicked: u16,
     /// A used descriptor named no chain in flight; nothing more is popped.
@@ -88,10 +90,11 @@ pub struct PackedQueue {
 }
 
 // SAFETY: the ring memory is owned by the queue that owns this value (see
-// `new`); only the device shares it, through the virtio protocol.
-unsafe impl Send for PackedQueue {}
+// `new`); only the device shares it, through the virtio protocol. The
+// tokens are `Send`.
+unsafe impl<T: Send> Send for PackedQueue<T> {}
 
-impl PackedQueue {
+impl<T: Copy + Default> PackedQueue<T> {
     /// A ring of `size` entries (≤ 32768) at `mem`, used-buffer
     /// notifications enabled (the zeroed areas say so).
     ///
@@ -100,7 +103,7 @@ impl PackedQueue {
     /// `mem` is 16-byte aligned, points to `Layout::new(size).end` zeroed
     /// bytes that stay mapped while this value lives, and nothing but the
     /// device accesses them meanwhile.
-    pub unsafe fn new(mem: NonNull<u8>, size: u16) -> PackedQueue {
+    pub unsafe fn new(mem: NonNull<u8>, size: u16) -> PackedQueue<T> {
         debug_assert!(size > 0 && size <= 32768);
         debug_assert_eq!(mem.as_ptr() as usize % 16, 0);
         // SAFETY: the driver area lies inside the block.
@@ -116,6 +119,7 @@ impl PackedQueue {
             num_free: size,
             free_ids: (0..size).rev().collect(),
             chain_len: vec![0; size as usize].into_boxed_slice(),
+            tokens: vec![T::default(); size as usize].into_boxed_slice(),
             unkicked: 0,
             broken: false,
         }
@@ -159,7 +163,7 @@ impl PackedQueue {
     }
 }
 
-impl Virtqueue for PackedQueue {
+impl<T: Copy + Default + Send> Virtqueue<T> for PackedQueue<T> {
     fn size(&self) -> u16 {
         self.size
     }
@@ -176,7 +180,7 @@ impl Virtqueue for PackedQueue {
     }
 
     #[inline(always)]
-    fn add_chain(&mut self, chain: &[Buffer]) -> u16 {
+    fn add_chain(&mut self, chain: &[Buffer], token: T) -> u16 {
         assert!(!chain.is_empty() && chain.len() <= self.num_free as usize);
         let id = self
             .free_ids
@@ -215,6 +219,7 @@ impl Virtqueue for PackedQueue {
         let n = chain.len() as u16;
         self.num_free -= n;
         self.chain_len[id as usize] = n;
+        self.tokens[id as usize] = token;
         self.unkicked = self.unkicked.saturating_add(n);
         id
     }
@@ -235,7 +240,7 @@ impl Virtqueue for PackedQueue {
         n
     }
 
-    fn pop_used(&mut self) -> Option<u16> {
+    fn pop_used(&mut self) -> Option<(u16, T)> {
         if self.broken
             || self.num_free == self.size
             || !self.is_used(self.next_used, self.used_wrap)
@@ -255,7 +260,13 @@ impl Virtqueue for PackedQueue {
         (self.next_used, self.used_wrap) = self.advance(self.next_used, self.used_wrap, len);
         self.num_free += len;
         self.free_ids.push(id);
-        Some(id)
+        Some((id, self.tokens[id as usize]))
+    }
+
+    fn take_in_flight(&mut self) -> Option<T> {
+        let id = self.chain_len.iter().position(|&l| l > 0)?;
+        self.chain_len[id] = 0;
+        Some(self.tokens[id])
     }
 
     fn is_broken(&self) -> bool {
@@ -335,7 +346,7 @@ mod tests {
             }
         }
 
-        fn queue(&mut self) -> PackedQueue {
+        fn queue(&mut self) -> PackedQueue<u16> {
             let p = NonNull::new(self.mem.as_mut_ptr().cast::<u8>()).unwrap();
             // SAFETY: zeroed, aligned, large enough, outlives the queue.
             unsafe { PackedQueue::new(p, self.size) }
@@ -413,6 +424,26 @@ mod tests {
         }
     }
 
+    /// The token each chain carries in these tests: derived from its id,
+    /// so that [`pop`] can check the right one comes back.
+    fn token(id: u16) -> u16 {
+        id ^ 0x5A5A
+    }
+
+    /// `add_chain` with the chain's [`token`].
+    fn add(q: &mut PackedQueue<u16>, chain: &[Buffer]) -> u16 {
+        let id = q.next_id().expect("a free id");
+        q.add_chain(chain, token(id))
+    }
+
+    /// `pop_used`, checking the token.
+    fn pop(q: &mut PackedQueue<u16>) -> Option<u16> {
+        q.pop_used().map(|(id, t)| {
+            assert_eq!(t, token(id), "token of chain {id}");
+            id
+        })
+    }
+
     fn buf(addr: u64, len: u32, w: bool) -> Buffer {
         Buffer {
             addr,
@@ -443,8 +474,8 @@ mod tests {
             buf(0x2000, 512, true),
             buf(0x3000, 1, true),
         ];
-        assert_eq!(q.add_chain(&three), 0);
-        assert_eq!(q.add_chain(&three[..2]), 1);
+        assert_eq!(add(&mut q, &three), 0);
+        assert_eq!(add(&mut q, &three[..2]), 1);
         assert_eq!((q.num_free(), q.next_id()), (3, Some(2)));
         assert_eq!(
             dev.take().unwrap(),
@@ -456,15 +487,15 @@ mod tests {
         assert_eq!(dev.take().unwrap().0, 1);
         assert!(dev.take().is_none());
 
-        assert_eq!((q.used_pending(), q.pop_used()), (0, None));
+        assert_eq!((q.used_pending(), pop(&mut q)), (0, None));
         // Out of order: chain 1 completes first.
         dev.complete(1, 2);
         assert_eq!(q.used_pending(), 1);
         dev.complete(0, 3);
         assert_eq!(q.used_pending(), 2);
-        assert_eq!(q.pop_used(), Some(1));
-        assert_eq!(q.pop_used(), Some(0));
-        assert_eq!(q.pop_used(), None);
+        assert_eq!(pop(&mut q), Some(1));
+        assert_eq!(pop(&mut q), Some(0));
+        assert_eq!(pop(&mut q), None);
         assert_eq!(q.num_free(), 8);
     }
 
@@ -475,17 +506,17 @@ mod tests {
             let mut dev = Device::new(8);
             let mut q = dev.queue();
             let two = [buf(0x1000, 16, false), buf(0x3000, 1, true)];
-            assert_eq!(q.add_chain(&two), 0);
-            assert_eq!(q.add_chain(&two), 1);
+            assert_eq!(add(&mut q, &two), 0);
+            assert_eq!(add(&mut q, &two), 1);
             dev.take().unwrap();
             dev.take().unwrap();
             dev.complete(0, 2);
-            assert_eq!(q.pop_used(), Some(0), "case {case}");
+            assert_eq!(pop(&mut q), Some(0), "case {case}");
             dev.complete(bad, 1);
             dev.complete(1, 2);
-            assert_eq!(q.pop_used(), None, "case {case}");
+            assert_eq!(pop(&mut q), None, "case {case}");
             assert!(q.is_broken(), "case {case}");
-            assert_eq!(q.pop_used(), None, "case {case}");
+            assert_eq!(pop(&mut q), None, "case {case}");
         }
     }
 
@@ -501,13 +532,13 @@ mod tests {
         // 3-descriptor chains on a ring of 4: every chain but some wrap.
         for round in 0..50u64 {
             let c = [buf(round, 16, false), chain[1], chain[2]];
-            let id = q.add_chain(&c);
+            let id = add(&mut q, &c);
             let (got, bufs) = dev.take().expect("chain visible to the device");
             assert_eq!((got, bufs[0].0, bufs.len()), (id, round, 3));
             assert!(dev.take().is_none());
             dev.complete(got, 3);
             assert_eq!(q.used_pending(), 1);
-            assert_eq!(q.pop_used(), Some(id));
+            assert_eq!(pop(&mut q), Some(id));
             assert_eq!(q.num_free(), 4);
         }
     }
@@ -522,10 +553,10 @@ mod tests {
         assert_eq!(*dev.word(1), EVENT_ENABLE);
 
         assert!(!q.needs_kick(), "nothing published");
-        q.add_chain(&[buf(1, 1, false)]);
+        add(&mut q, &[buf(1, 1, false)]);
         assert!(q.has_unkicked());
         assert!(q.needs_kick(), "device flags ENABLE");
-        q.add_chain(&[buf(1, 1, false)]);
+        add(&mut q, &[buf(1, 1, false)]);
         *dev.word(3) = EVENT_DISABLE;
         assert!(!q.needs_kick(), "device flags DISABLE");
         assert!(!q.has_unkicked());
@@ -533,12 +564,15 @@ mod tests {
         // DESC mode: kick only when the event slot was passed.
         *dev.word(3) = EVENT_DESC;
         *dev.word(2) = 5 | 0x8000; // slot 5, wrap 1
-        q.add_chain(&[buf(1, 1, false)]); // slot 2 -> next 3
+        add(&mut q, &[buf(1, 1, false)]); // slot 2 -> next 3
         assert!(!q.needs_kick(), "event slot 5 not reached");
-        q.add_chain(&[buf(1, 1, false), buf(2, 2, true), buf(3, 3, true)]); // 3..5
+        add(
+            &mut q,
+            &[buf(1, 1, false), buf(2, 2, true), buf(3, 3, true)],
+        ); // 3..5
         assert!(q.needs_kick(), "slot 5 published");
         *dev.word(2) = 1; // slot 1 of the next pass (wrap 0)
-        q.add_chain(&[buf(1, 1, false), buf(2, 2, false)]); // 6, 7 -> wraps
+        add(&mut q, &[buf(1, 1, false), buf(2, 2, false)]); // 6, 7 -> wraps
         assert!(!q.needs_kick(), "event in the next pass");
     }
 }

@@ -69,8 +69,8 @@ struct Descriptor {
     next: u16,
 }
 
-/// Driver state of one split ring.
-pub struct SplitQueue {
+/// Driver state of one split ring whose chains carry a `T` each.
+pub struct SplitQueue<T> {
     desc: NonNull<Descriptor>,
     /// `avail.flags`; `idx` is at +1, `ring` at +2, `used_event` at +2+N.
     avail: NonNull<u16>,
@@ -92,23 +92,26 @@ pub struct SplitQueue {
     event_idx: bool,
     notify: bool,
     /// Each in-flight chain, by head.
-    chains: Box<[Chain]>,
+    chains: Box<[Chain<T>]>,
 }
 
 /// An in-flight chain, by head index.
 #[derive(Clone, Copy, Default)]
-struct Chain {
+struct Chain<T> {
     /// Descriptor count; 0 = not in flight.
     len: u16,
     /// Its last descriptor.
     tail: u16,
+    /// What [`Virtqueue::add_chain`] was given for it.
+    token: T,
 }
 
 // SAFETY: the ring memory is owned by the queue that owns this value (see
-// `new`); only the device shares it, through the virtio protocol.
-unsafe impl Send for SplitQueue {}
+// `new`); only the device shares it, through the virtio protocol. The
+// tokens are `Send`.
+unsafe impl<T: Send> Send for SplitQueue<T> {}
 
-impl SplitQueue {
+impl<T: Copy + Default> SplitQueue<T> {
     /// A ring of `size` entries (a power of two ≤ 32768) at `mem`.
     ///
     /// With `event_idx` the `VIRTIO_RING_F_EVENT_IDX` rules apply.
@@ -119,7 +122,7 @@ impl SplitQueue {
     /// `mem` is 16-byte aligned, points to `Layout::new(size).end` zeroed
     /// bytes that stay mapped while this value lives, and nothing but the
     /// device accesses them meanwhile.
-    pub unsafe fn new(mem: NonNull<u8>, size: u16, event_idx: bool) -> SplitQueue {
+    pub unsafe fn new(mem: NonNull<u8>, size: u16, event_idx: bool) -> SplitQueue<T> {
         debug_assert!(size.is_power_of_two() && size <= 32768);
         debug_assert_eq!(mem.as_ptr() as usize % 16, 0);
         let layout = Layout::new(size);
@@ -155,7 +158,7 @@ impl SplitQueue {
     /// Writes `chain` into the descriptors from the free head on and
     /// publishes it; inlined so that fixed-length chains unroll.
     #[inline(always)]
-    fn place(&mut self, chain: &[Buffer]) -> u16 {
+    fn place(&mut self, chain: &[Buffer], token: T) -> u16 {
         assert!(!chain.is_empty() && chain.len() <= self.num_free as usize);
         let head = self.free_head & (self.size - 1);
         let mut idx = head;
@@ -189,6 +192,7 @@ impl SplitQueue {
             *self.chains.get_unchecked_mut(head as usize) = Chain {
                 len: chain.len() as u16,
                 tail: tail & (self.size - 1),
+                token,
             }
         };
 
@@ -248,17 +252,17 @@ impl SplitQueue {
     }
 }
 
-impl SplitQueue {
-    /// Marks the ring broken by a bad used entry; returns `None`.
+impl<T> SplitQueue<T> {
+    /// Marks the ring broken by a bad used entry. Returns nothing, so
+    /// that `pop_used`'s result is never merged through memory.
     #[cold]
     #[inline(never)]
-    fn break_queue(&mut self) -> Option<u16> {
+    fn break_queue(&mut self) {
         self.broken = true;
-        None
     }
 }
 
-impl Virtqueue for SplitQueue {
+impl<T: Copy + Default + Send> Virtqueue<T> for SplitQueue<T> {
     fn size(&self) -> u16 {
         self.size
     }
@@ -272,8 +276,8 @@ impl Virtqueue for SplitQueue {
     }
 
     #[inline(always)]
-    fn add_chain(&mut self, chain: &[Buffer]) -> u16 {
-        self.place(chain)
+    fn add_chain(&mut self, chain: &[Buffer], token: T) -> u16 {
+        self.place(chain, token)
     }
 
     #[inline]
@@ -281,15 +285,17 @@ impl Virtqueue for SplitQueue {
         u16::from_le(self.used_idx_atomic().load(Ordering::Acquire)).wrapping_sub(self.used_last)
     }
 
-    #[inline]
-    fn pop_used(&mut self) -> Option<u16> {
+    /// Inlined: the one call is in the virtio-blk reap loop.
+    #[inline(always)]
+    fn pop_used(&mut self) -> Option<(u16, T)> {
         let pending = self.used_pending();
         if self.broken || pending == 0 {
             return None;
         }
         if pending > self.size {
             // The device moved used.idx further than it has chains.
-            return self.break_queue();
+            self.break_queue();
+            return None;
         }
         let slot = (self.used_last & (self.size - 1)) as usize;
         // SAFETY: `used.ring[slot].id`, slot < N; ordered after the
@@ -307,20 +313,30 @@ impl Virtqueue for SplitQueue {
             fence(Ordering::SeqCst);
         }
         if id >= self.size as u32 {
-            return self.break_queue();
+            self.break_queue();
+            return None;
         }
         let head = id as u16;
         // SAFETY: `head` < size, the length of `chains`.
-        let chain = std::mem::take(unsafe { self.chains.get_unchecked_mut(head as usize) });
-        if chain.len == 0 {
+        let chain = unsafe { self.chains.get_unchecked_mut(head as usize) };
+        let (len, tail, token) = (chain.len, chain.tail, chain.token);
+        if len == 0 {
             // Not in flight: never placed, or already used once.
-            return self.break_queue();
+            self.break_queue();
+            return None;
         }
+        chain.len = 0;
         // SAFETY: the tail was masked below size when it was recorded.
-        unsafe { *self.free_next.get_unchecked_mut(chain.tail as usize) = self.free_head };
+        unsafe { *self.free_next.get_unchecked_mut(tail as usize) = self.free_head };
         self.free_head = head;
-        self.num_free += chain.len;
-        Some(head)
+        self.num_free += len;
+        Some((head, token))
+    }
+
+    fn take_in_flight(&mut self) -> Option<T> {
+        let chain = self.chains.iter_mut().find(|c| c.len > 0)?;
+        chain.len = 0;
+        Some(chain.token)
     }
 
     fn is_broken(&self) -> bool {
@@ -401,7 +417,7 @@ mod tests {
             }
         }
 
-        fn queue(&mut self, event_idx: bool) -> SplitQueue {
+        fn queue(&mut self, event_idx: bool) -> SplitQueue<u16> {
             let p = NonNull::new(self.mem.as_mut_ptr().cast::<u8>()).unwrap();
             // SAFETY: zeroed, aligned, large enough, outlives the test's queue.
             unsafe { SplitQueue::new(p, self.size, event_idx) }
@@ -474,6 +490,26 @@ mod tests {
         }
     }
 
+    /// The token each chain carries in these tests: derived from its id,
+    /// so that [`pop`] can check the right one comes back.
+    fn token(id: u16) -> u16 {
+        id ^ 0x5A5A
+    }
+
+    /// `add_chain` with the chain's [`token`].
+    fn add(q: &mut SplitQueue<u16>, chain: &[Buffer]) -> u16 {
+        let id = q.next_id().expect("a free descriptor");
+        q.add_chain(chain, token(id))
+    }
+
+    /// `pop_used`, checking the token.
+    fn pop(q: &mut SplitQueue<u16>) -> Option<u16> {
+        q.pop_used().map(|(id, t)| {
+            assert_eq!(t, token(id), "token of chain {id}");
+            id
+        })
+    }
+
     fn buf(addr: u64, len: u32, w: bool) -> Buffer {
         Buffer {
             addr,
@@ -512,10 +548,10 @@ mod tests {
             buf(0x2000, 512, true),
             buf(0x3000, 1, true),
         ];
-        assert_eq!(q.add_chain(&chain), 0);
+        assert_eq!(add(&mut q, &chain), 0);
         assert_eq!(q.num_free(), 5);
         assert_eq!(q.next_id(), Some(3));
-        assert_eq!(q.add_chain(&chain[..2]), 3);
+        assert_eq!(add(&mut q, &chain[..2]), 3);
         assert_eq!(
             ring.take().unwrap(),
             (
@@ -527,18 +563,18 @@ mod tests {
         assert!(ring.take().is_none());
 
         // Completion out of order.
-        assert_eq!(q.pop_used(), None);
+        assert_eq!(pop(&mut q), None);
         ring.complete(3);
         ring.complete(0);
         assert_eq!(q.used_pending(), 2);
-        assert_eq!(q.pop_used(), Some(3));
-        assert_eq!(q.pop_used(), Some(0));
-        assert_eq!(q.pop_used(), None);
+        assert_eq!(pop(&mut q), Some(3));
+        assert_eq!(pop(&mut q), Some(0));
+        assert_eq!(pop(&mut q), None);
         assert_eq!(q.num_free(), 8);
         // The most recently freed chain is reused first, and its
         // descriptors follow in the old order.
         assert_eq!(q.next_id(), Some(0));
-        assert_eq!(q.add_chain(&chain), 0);
+        assert_eq!(add(&mut q, &chain), 0);
         assert_eq!(ring.take().unwrap().1.len(), 3);
         assert_eq!((ring.desc(0).3, ring.desc(1).3), (1, 2));
         assert_eq!(q.next_id(), Some(3));
@@ -559,8 +595,8 @@ mod tests {
             buf(0x3000, 1, true),
         ];
         for round in 0..50u16 {
-            let a = q.add_chain(&chain);
-            let b = q.add_chain(&chain[..2]);
+            let a = add(&mut q, &chain);
+            let b = add(&mut q, &chain[..2]);
             // Both chains use distinct descriptors, linked as we wrote them.
             let mut used = std::collections::HashSet::new();
             for _ in 0..2 {
@@ -584,8 +620,8 @@ mod tests {
             }
             ring.complete(b as u32);
             ring.complete(a as u32);
-            assert_eq!(q.pop_used(), Some(b));
-            assert_eq!(q.pop_used(), Some(a));
+            assert_eq!(pop(&mut q), Some(b));
+            assert_eq!(pop(&mut q), Some(a));
             assert!(!q.is_broken());
             assert_eq!(q.num_free(), 8);
         }
@@ -596,14 +632,14 @@ mod tests {
         let mut ring = Ring::new(8);
         let mut q = ring.queue(false);
         let chain = [buf(0x1000, 16, false), buf(0x3000, 1, true)];
-        let a = q.add_chain(&chain);
-        let _b = q.add_chain(&chain);
+        let a = add(&mut q, &chain);
+        let _b = add(&mut q, &chain);
         // 8 + a would wrap onto `a` if masked.
         ring.complete(8 + a as u32);
         ring.complete(a as u32);
-        assert_eq!(q.pop_used(), None);
+        assert_eq!(pop(&mut q), None);
         assert!(q.is_broken());
-        assert_eq!(q.pop_used(), None);
+        assert_eq!(pop(&mut q), None);
     }
 
     #[test]
@@ -612,8 +648,8 @@ mod tests {
             let mut ring = Ring::new(8);
             let mut q = ring.queue(false);
             let chain = [buf(0x1000, 16, false), buf(0x3000, 1, true)];
-            let a = q.add_chain(&chain);
-            let b = q.add_chain(&chain);
+            let a = add(&mut q, &chain);
+            let b = add(&mut q, &chain);
             ring.complete(a as u32);
             if repeated {
                 ring.complete(a as u32);
@@ -621,10 +657,10 @@ mod tests {
                 ring.complete(5); // inside a free range, never a head
             }
             ring.complete(b as u32);
-            assert_eq!(q.pop_used(), Some(a));
-            assert_eq!(q.pop_used(), None, "repeated {repeated}");
+            assert_eq!(pop(&mut q), Some(a));
+            assert_eq!(pop(&mut q), None, "repeated {repeated}");
             assert!(q.is_broken());
-            assert_eq!(q.pop_used(), None);
+            assert_eq!(pop(&mut q), None);
         }
     }
 
@@ -632,11 +668,11 @@ mod tests {
     fn used_index_jump_larger_than_the_ring_breaks_it() {
         let mut ring = Ring::new(8);
         let mut q = ring.queue(false);
-        let a = q.add_chain(&[buf(0x1000, 16, false)]);
+        let a = add(&mut q, &[buf(0x1000, 16, false)]);
         ring.complete(a as u32);
         let l = Layout::new(8);
         ring.set_u16(l.used + 2, 9);
-        assert_eq!(q.pop_used(), None);
+        assert_eq!(pop(&mut q), None);
         assert!(q.is_broken());
     }
 
@@ -654,14 +690,14 @@ mod tests {
                 .map(|i| buf(round as u64, i as u32, i == 1))
                 .collect();
             let id = q.next_id().unwrap();
-            assert_eq!(q.add_chain(&chain), id);
+            assert_eq!(add(&mut q, &chain), id);
             let (head, bufs) = ring.take().unwrap();
             assert_eq!(head, id);
             assert_eq!(bufs.len(), n);
             assert!(bufs.iter().all(|b| b.0 == round as u64));
             if let Some(old) = older {
                 ring.complete(old as u32);
-                assert_eq!(q.pop_used(), Some(old));
+                assert_eq!(pop(&mut q), Some(old));
             }
             older = Some(id);
             seen.insert(id);
@@ -674,8 +710,8 @@ mod tests {
     fn full_ring_has_no_next_id() {
         let mut ring = Ring::new(4);
         let mut q = ring.queue(false);
-        q.add_chain(&[buf(1, 1, false), buf(2, 1, true)]);
-        q.add_chain(&[buf(3, 1, false), buf(4, 1, true)]);
+        add(&mut q, &[buf(1, 1, false), buf(2, 1, true)]);
+        add(&mut q, &[buf(3, 1, false), buf(4, 1, true)]);
         assert_eq!(q.next_id(), None);
         assert_eq!(q.num_free(), 0);
     }
@@ -685,12 +721,12 @@ mod tests {
         let mut ring = Ring::new(4);
         let mut q = ring.queue(false);
         assert!(!q.needs_kick(), "nothing published");
-        q.add_chain(&[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
         assert!(q.has_unkicked());
         assert!(q.needs_kick());
         assert!(!q.needs_kick(), "already decided");
         ring.set_u16(Layout::new(4).used, VRING_USED_F_NO_NOTIFY as u16);
-        q.add_chain(&[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
         assert!(!q.needs_kick());
     }
 
@@ -700,15 +736,15 @@ mod tests {
         let mut q = ring.queue(true);
         let avail_event = Layout::new(8).used + 4 + 8 * 8;
         // Device wants a kick once index 0 is published.
-        q.add_chain(&[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
         assert!(q.needs_kick());
         // Device asks to be kicked only after index 3 (event 3).
         ring.set_u16(avail_event, 3);
-        q.add_chain(&[buf(1, 1, true)]); // idx 1 → 2
+        add(&mut q, &[buf(1, 1, true)]); // idx 1 → 2
         assert!(!q.needs_kick());
-        q.add_chain(&[buf(1, 1, true)]); // 3
+        add(&mut q, &[buf(1, 1, true)]); // 3
         assert!(!q.needs_kick());
-        q.add_chain(&[buf(1, 1, true)]); // 4: crosses event 3
+        add(&mut q, &[buf(1, 1, true)]); // 4: crosses event 3
         assert!(q.needs_kick());
     }
 
@@ -725,13 +761,13 @@ mod tests {
         let mut ring = Ring::new(4);
         let used_event = l.avail + 4 + 2 * 4;
         let mut q = ring.queue(true);
-        q.add_chain(&[buf(1, 1, true)]);
-        q.add_chain(&[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
         ring.complete(0);
         ring.complete(1);
         q.set_notifications(false);
         assert_eq!(ring.u16_at(used_event), u16::MAX, "behind used_last");
-        assert_eq!(q.pop_used(), Some(0));
+        assert_eq!(pop(&mut q), Some(0));
         assert_eq!(
             ring.u16_at(used_event),
             u16::MAX,
@@ -739,7 +775,7 @@ mod tests {
         );
         q.set_notifications(true);
         assert_eq!(ring.u16_at(used_event), 1);
-        assert_eq!(q.pop_used(), Some(1));
+        assert_eq!(pop(&mut q), Some(1));
         assert_eq!(ring.u16_at(used_event), 2, "kept current while enabled");
         assert_eq!(ring.u16_at(l.avail), 0, "flags untouched with EVENT_IDX");
     }
