@@ -45,7 +45,7 @@ fn checksum(path: &str) -> blkio::Result<(u64, u64)> {
     let mut q = b.queue(0)?;
     q.set_completion_fd_enabled(true);
     let fd = q
-        .completion_fd()
+        .completion_fd()?
         .expect("regular queues have a completion fd");
 
     let mut done = [Completion::default(); DEPTH];

@@ -278,7 +278,7 @@ fn queue_handles_are_exclusive() {
     assert_eq!(b.remove_queue(0).unwrap_err().errno(), libc::EBUSY);
     drop(q0);
     let mut q0 = b.queue(0).unwrap();
-    assert!(q0.completion_fd().is_some());
+    assert!(q0.completion_fd().unwrap().is_some());
     // Two queues used from two threads.
     std::thread::scope(|s| {
         let mut q1 = b.queue(1).unwrap();
@@ -382,7 +382,7 @@ fn poll_queues() {
     let mut region = b.alloc_mem_region(4096).unwrap();
     b.map_mem_region(&region).unwrap();
     let mut q = b.poll_queue(0).unwrap();
-    assert_eq!(q.completion_fd(), None);
+    assert_eq!(q.completion_fd().unwrap(), None);
     let mut done = [Completion::default(); 1];
     q.read(4096, &region, 0, 4096, 5, ReqFlags::NONE);
     // SAFETY: sigemptyset initialises the set.
@@ -434,4 +434,63 @@ fn zone_requests_on_a_regular_file() {
         ]
     );
     assert_eq!(zones, [Zone::default(); 4]);
+}
+
+/// Whether `fd` becomes readable within `ms` milliseconds; a readable
+/// eventfd is read (reset).
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut pfd, 1, ms) } == 1;
+    if ready {
+        let mut counter = 0u64;
+        // SAFETY: an 8-byte read from an eventfd into a u64.
+        let n = unsafe { libc::read(fd, (&mut counter as *mut u64).cast(), 8) };
+        assert_eq!(n, 8);
+        assert!(counter >= 1);
+    }
+    ready
+}
+
+/// The io_uring driver has the kernel signal the completion fd only once
+/// the application asks for it: asked for while a completion is already
+/// waiting in the ring, the fd is readable at once; asked for first, it
+/// becomes readable when a request completes.
+#[test]
+fn completion_fd_asked_for_late_or_early() {
+    let file = TempFile::new("fd", &pattern(1 << 16, 2));
+    let b = started(&file, 2);
+    let region = b.alloc_mem_region(4096).unwrap();
+    b.map_mem_region(&region).unwrap();
+    let mut done = [Completion::default(); 1];
+
+    let mut late = b.queue(0).unwrap();
+    late.read(0, &region, 0, 4096, 1, ReqFlags::NONE);
+    // Submit only (no room for completions), then let the read finish.
+    assert_eq!(late.do_io(&mut [], 0, None, None).unwrap(), 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let fd = late.completion_fd().unwrap().unwrap();
+    assert!(
+        readable(fd, 5000),
+        "a waiting completion makes the new fd readable"
+    );
+    assert_eq!(late.do_io(&mut done, 1, None, None).unwrap(), 1);
+    assert_eq!((done[0].user_data, done[0].ret), (1, 0));
+    assert!(!readable(fd, 0), "nothing in flight, nothing signalled");
+    assert_eq!(late.completion_fd().unwrap(), Some(fd));
+    drop(late);
+
+    let mut early = b.queue(1).unwrap();
+    let fd1 = early.completion_fd().unwrap().unwrap();
+    assert_ne!(fd1, fd);
+    assert!(!readable(fd1, 0));
+    early.read(4096, &region, 0, 4096, 2, ReqFlags::NONE);
+    assert_eq!(early.do_io(&mut [], 0, None, None).unwrap(), 0);
+    assert!(readable(fd1, 5000), "the completion signals the fd");
+    assert_eq!(early.do_io(&mut done, 1, None, None).unwrap(), 1);
+    assert_eq!((done[0].user_data, done[0].ret), (2, 0));
 }

@@ -458,6 +458,7 @@ impl Worker<'_> {
             Mode::Event => Some(
                 self.q
                     .completion_fd()
+                    .map_err(|e| Failure::device(format!("completion fd: {e}")))?
                     .ok_or_else(|| Failure::device("queue has no completion fd"))?,
             ),
             _ => None,

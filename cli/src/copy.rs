@@ -230,9 +230,12 @@ impl<'a> End<'a> {
     fn new(mut q: Queue<'a>, spec: &DeviceSpec) -> Result<Self, Failure> {
         // Event driven: virtio-blk queues start with notifications off.
         q.set_completion_fd_enabled(true);
-        let fd = q.completion_fd().ok_or_else(|| {
-            Failure::device(format!("{}: queue has no completion fd", spec.describe()))
-        })?;
+        let fd = q
+            .completion_fd()
+            .map_err(|e| Failure::device(format!("{}: completion fd: {e}", spec.describe())))?
+            .ok_or_else(|| {
+                Failure::device(format!("{}: queue has no completion fd", spec.describe()))
+            })?;
         Ok(End {
             q,
             fd,

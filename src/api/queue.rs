@@ -567,15 +567,22 @@ impl<'a> Queue<'a> {
     /// The queue's completion eventfd (readable when completions may be
     /// waiting; read it to reset it, then call [`Queue::do_io`]), or
     /// `None` for poll queues. Valid while the handle lives.
-    pub fn completion_fd(&mut self) -> Option<RawFd> {
-        match self.raw().completion_fd() {
-            fd if fd >= 0 => Some(fd),
-            _ => None,
+    ///
+    /// The io_uring drivers have the kernel signal the fd only from the
+    /// first call on (a queue whose application waits in `do_io` saves a
+    /// signal per completion); completions already waiting then make it
+    /// readable at once. That first call can fail (the kernel refused to
+    /// register the fd with the ring).
+    pub fn completion_fd(&mut self) -> Result<Option<RawFd>> {
+        match self.raw().completion_fd()? {
+            fd if fd >= 0 => Ok(Some(fd)),
+            _ => Ok(None),
         }
     }
 
     /// Turns completion fd notifications on or off (a hint; virtio-blk
-    /// queues start with them off).
+    /// queues start with them off, io_uring queues on). Turning them on
+    /// makes the fd readable if completions are already waiting.
     pub fn set_completion_fd_enabled(&mut self, enabled: bool) {
         self.raw().set_completion_fd_enabled(enabled)
     }

@@ -875,7 +875,7 @@ pub unsafe extern "C" fn blkioq_do_io_interruptible(
 #[no_mangle]
 pub unsafe extern "C" fn blkioq_get_completion_fd(q: *mut Queue) -> c_int {
     let q = queue!(q, invalid("q must be non-NULL"));
-    q.completion_fd()
+    q.completion_fd().unwrap_or_else(fail)
 }
 
 /// # Safety

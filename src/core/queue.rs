@@ -71,6 +71,14 @@ pub trait QueueDriver: Send {
     /// The completion eventfd, or -1 (poll queues).
     fn completion_fd(&self) -> RawFd;
 
+    /// The application asked for the completion fd
+    /// (`blkioq_get_completion_fd`). Drivers whose device signals the fd
+    /// only for applications that wait on it set that up here; by default
+    /// nothing needs doing.
+    fn expose_completion_fd(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// `blkioq_set_completion_fd_enabled`: a hint, ignored by default.
     fn set_completion_fd_enabled(&mut self, _enabled: bool) {}
 }
@@ -117,7 +125,9 @@ pub trait QueueOps: Send {
     /// [`QueueOps::do_io_reporting`] with no room for completions
     /// (`max_completions` 0, as in the call that only submits).
     fn do_io_reporting_none(&mut self, min: usize, report: fn(Error) -> c_int) -> c_int;
-    fn completion_fd(&self) -> RawFd;
+    /// `blkioq_get_completion_fd`: the fd (-1 for poll queues), which from
+    /// now on is signalled for completions.
+    fn completion_fd(&mut self) -> Result<RawFd>;
     fn set_completion_fd_enabled(&mut self, enabled: bool);
 }
 
@@ -260,7 +270,8 @@ impl Queue {
         self.ops.do_io_reporting_none(min, report)
     }
 
-    pub fn completion_fd(&self) -> RawFd {
+    /// See [`QueueOps::completion_fd`].
+    pub fn completion_fd(&mut self) -> Result<RawFd> {
         self.ops.completion_fd()
     }
 
@@ -370,8 +381,10 @@ impl<D: QueueDriver> QueueCore<D> {
         }
     }
 
-    pub fn completion_fd(&self) -> RawFd {
-        self.driver.completion_fd()
+    /// See [`QueueOps::completion_fd`].
+    pub fn completion_fd(&mut self) -> Result<RawFd> {
+        self.driver.expose_completion_fd()?;
+        Ok(self.driver.completion_fd())
     }
 
     pub fn set_completion_fd_enabled(&mut self, enabled: bool) {
@@ -788,7 +801,7 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         }
     }
 
-    fn completion_fd(&self) -> RawFd {
+    fn completion_fd(&mut self) -> Result<RawFd> {
         QueueCore::completion_fd(self)
     }
 

@@ -8,10 +8,13 @@
 //! * [`io_uring`] — regular files and block devices;
 //! * [`nvme_io_uring`] — NVMe namespaces through io_uring passthrough;
 //! * [`virtio_blk`] — virtio-blk over vhost-user, vhost-vdpa and VFIO;
-//! * `uring_wait` — the `io_uring_enter` wait both io_uring drivers use.
+//! * `uring_wait` — the `io_uring_enter` wait both io_uring drivers use;
+//! * `uring_eventfd` — their completion eventfd, registered with the ring
+//!   only once the application asks for it.
 
 pub mod io_uring;
 pub mod nvme_io_uring;
+mod uring_eventfd;
 mod uring_ring;
 mod uring_wait;
 pub mod virtio_blk;

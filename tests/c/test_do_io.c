@@ -302,16 +302,32 @@ static void test_event_driven(struct blkio *b, struct blkioq *q)
 
     event_loop(q, "buffered");
 
-    /* blkioq_set_completion_fd_enabled has no effect on io_uring. */
-    for (int en = 0; en < 2; en++) {
+    /* blkioq_set_completion_fd_enabled(false) stops the kernel's signals
+     * (IORING_CQ_EVENTFD_DISABLED); enabling again signals the completions
+     * that arrived meanwhile. */
+    {
         struct pollfd pfd = {efd, POLLIN, 0};
-        blkioq_set_completion_fd_enabled(q, en);
+        blkioq_set_completion_fd_enabled(q, false);
         while (read(efd, &v, 8) == 8)
             ;
         blkioq_read(q, 0, buf, 4096, NULL, 0);
+        CHECK_INT(h_wait1(q, NULL), 0, "disabled: a read completes in blkioq_do_io");
+        CHECK_INT(poll(&pfd, 1, 0), 0, "disabled: its completion did not signal the fd");
+        blkioq_read(q, 0, buf, 4096, NULL, 0);
+        CHECK_INT(blkioq_do_io(q, NULL, 0, 0, NULL), 0, "disabled: submit a read");
+        usleep(100000); /* it completes, unsignalled */
+        CHECK_INT(poll(&pfd, 1, 0), 0, "disabled: the fd stays quiet");
+        blkioq_set_completion_fd_enabled(q, true);
+        CHECK_INT(poll(&pfd, 1, 0), 1, "enabling signals the completion waiting in the ring");
+        while (read(efd, &v, 8) == 8)
+            ;
+        CHECK_INT(h_wait1(q, NULL), 0, "and the read is returned");
+        blkioq_set_completion_fd_enabled(q, true);
+        CHECK_INT(poll(&pfd, 1, 0), 0, "enabling an enabled fd signals nothing");
+        blkioq_read(q, 0, buf, 4096, NULL, 0);
         blkioq_do_io(q, NULL, 0, 0, NULL);
-        CHECK_INT(poll(&pfd, 1, 10000), 1, "completion fd signalled with enabled=%d", en);
-        CHECK_INT(h_wait1(q, NULL), 0, "the read completes (enabled=%d)", en);
+        CHECK_INT(poll(&pfd, 1, 10000), 1, "enabled: the completion signals the fd");
+        CHECK_INT(h_wait1(q, NULL), 0, "the read completes (enabled)");
     }
 
     /* Library-detected failures signal the fd too. */
@@ -326,6 +342,85 @@ static void test_event_driven(struct blkio *b, struct blkioq *q)
         CHECK_INT(poll(&pfd, 1, 0), 1, "completion fd readable after an unsupported request");
         CHECK_INT(blkioq_do_io(q, c, 2, 2, NULL), 2, "both failures returned");
     }
+}
+
+/* The eventfd counter of descriptor fd (fdinfo "eventfd-count", in hex), or -1
+ * when fd is not an eventfd. */
+static long long eventfd_count(int fd)
+{
+    char path[64], line[128];
+    long long count = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "eventfd-count: %llx", &count) == 1)
+            break;
+    fclose(f);
+    return count;
+}
+
+/* The completion fd is signalled by the kernel only once the application has
+ * asked for it (docs/contract/requests.md §5): block mode never pays for it,
+ * and completions that arrived before the first blkioq_get_completion_fd
+ * still make the fd readable. */
+static void test_lazy_completion_fd(const char *path)
+{
+    struct blkio_completion c[1];
+    struct blkio *b;
+    struct blkioq *q;
+    struct pollfd pfd = {-1, POLLIN, 0};
+    int before[256], nbefore = 0, efd, n = 0;
+    long long unsignalled = -1;
+    uint64_t v;
+
+    /* Block mode, the fd never asked for: the kernel does not signal it. */
+    for (int fd = 0; fd < 256; fd++)
+        before[fd] = h_fd_is_open(fd);
+    b = h_open(path, "num-queues=1");
+    if (!b)
+        return;
+    q = blkio_get_queue(b, 0);
+    for (int i = 0; i < 100; i++) {
+        blkioq_read(q, (uint64_t)(i % 64) * 4096, buf, 4096, (void *)(uintptr_t)i, 0);
+        if (blkioq_do_io(q, c, 1, 1, NULL) == 1 && c[0].user_data == (void *)(uintptr_t)i &&
+            c[0].ret == 0)
+            n++;
+    }
+    CHECK_INT(n, 100, "block mode without the completion fd: 100 reads complete");
+    for (int fd = 0; fd < 256; fd++)
+        if (!before[fd] && eventfd_count(fd) >= 0) {
+            nbefore++;
+            unsignalled = eventfd_count(fd);
+        }
+    CHECK(nbefore == 1 && unsignalled == 0,
+          "the queue's eventfd was not signalled by 100 completions (%d new eventfds, count %lld)",
+          nbefore, unsignalled);
+
+    /* The fd asked for after the completion is already in the CQ. */
+    blkioq_read(q, 0, buf, 4096, (void *)1, 0);
+    CHECK_INT(blkioq_do_io(q, NULL, 0, 0, NULL), 0, "submit a read before asking for the fd");
+    usleep(100000); /* the buffered read completes (it usually did in the submit) */
+    efd = blkioq_get_completion_fd(q);
+    CHECK(efd >= 0 && !before[efd] && eventfd_count(efd) >= 0,
+          "blkioq_get_completion_fd returns the queue's eventfd (%d)", efd);
+    pfd.fd = efd;
+    CHECK_INT(poll(&pfd, 1, 5000), 1, "a completion waiting in the ring makes the new fd readable");
+    CHECK(read(efd, &v, 8) == 8 && v >= 1, "its counter is at least 1");
+    CHECK(blkioq_do_io(q, c, 1, 1, NULL) == 1 && c[0].user_data == (void *)1 && c[0].ret == 0,
+          "and the read is returned");
+
+    /* From now on the kernel signals it for every completion. */
+    CHECK_INT(poll(&pfd, 1, 0), 0, "the fd is quiet with nothing in flight");
+    blkioq_read(q, 4096, buf, 4096, (void *)2, 0);
+    CHECK_INT(blkioq_do_io(q, NULL, 0, 0, NULL), 0, "submit a read after asking for the fd");
+    CHECK_INT(poll(&pfd, 1, 5000), 1, "its completion makes the fd readable");
+    CHECK(blkioq_do_io(q, c, 1, 1, NULL) == 1 && c[0].user_data == (void *)2 && c[0].ret == 0,
+          "and the read is returned");
+    CHECK_INT(blkioq_get_completion_fd(q), efd, "the same fd on the next call");
+    blkio_destroy(&b);
 }
 
 /* Polling mode: spin with min 0. */
@@ -505,6 +600,7 @@ int main(void)
     test_timeouts(blkio_get_queue(b, 0), db ? blkio_get_queue(db, 0) : NULL, bigfile, big);
 
     test_event_driven(b, blkio_get_queue(b, 0));
+    test_lazy_completion_fd(path);
     if (db)
         event_loop(blkio_get_queue(db, 0), "direct");
     /* O_DIRECT reads complete asynchronously, so polling really spins;

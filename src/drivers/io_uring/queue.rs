@@ -11,7 +11,6 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use std::sync::Arc;
 use std::time::Duration;
-use vmm_sys_util::eventfd::EventFd;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -20,7 +19,8 @@ use crate::core::queue::{Enqueue, QueueDriver};
 use crate::core::request::{
     Completion, Op, Request, Transfer, REQ_FUA, REQ_NO_FALLBACK, REQ_NO_UNMAP,
 };
-use crate::core::{sys, Error, Result};
+use crate::core::{Error, Result};
+use crate::drivers::uring_eventfd::CompletionFd;
 use crate::drivers::uring_ring::Rings;
 use crate::drivers::uring_wait;
 
@@ -75,7 +75,8 @@ pub struct RingQueue {
     /// The request path's view of the SQ and CQ.
     rings: Rings<squeue::Entry, cqueue::Entry>,
     reqs: Requests,
-    eventfd: Option<EventFd>,
+    /// The completion fd (none on poll queues).
+    eventfd: Option<CompletionFd>,
 }
 
 /// The requests in the ring: everything but the ring itself, so that the
@@ -116,9 +117,7 @@ impl RingQueue {
         let eventfd = if poll {
             None
         } else {
-            let fd = sys::eventfd(true)?;
-            submitter.register_eventfd(fd.as_raw_fd())?;
-            Some(fd)
+            Some(CompletionFd::new()?)
         };
         let capacity = ring.params().cq_entries();
         let rings = Rings::new(&ring)?;
@@ -620,7 +619,20 @@ impl QueueDriver for RingQueue {
     }
 
     fn completion_fd(&self) -> RawFd {
-        self.eventfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+        self.eventfd.as_ref().map_or(-1, CompletionFd::raw)
+    }
+
+    fn expose_completion_fd(&mut self) -> Result<()> {
+        match &mut self.eventfd {
+            Some(fd) => fd.expose(&self.ring),
+            None => Ok(()),
+        }
+    }
+
+    fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        if let Some(fd) = &mut self.eventfd {
+            fd.set_enabled(&self.ring, enabled);
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use std::sync::Arc;
 use std::time::Duration;
-use vmm_sys_util::eventfd::EventFd;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -23,7 +22,8 @@ use super::status::{self, Failure};
 use super::zones::{self, ENTRY_SIZE};
 use crate::core::queue::{Enqueue, QueueDriver};
 use crate::core::request::{Completion, Op, Request, ZoneOp, REQ_NO_UNMAP};
-use crate::core::{sys, Error, Result};
+use crate::core::{Error, Result};
+use crate::drivers::uring_eventfd::CompletionFd;
 use crate::drivers::uring_wait;
 
 const FIXED_FILE: types::Fixed = types::Fixed(0);
@@ -59,7 +59,7 @@ pub struct NvmeQueue {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     busy: usize,
-    eventfd: EventFd,
+    eventfd: CompletionFd,
 }
 
 impl NvmeQueue {
@@ -72,8 +72,7 @@ impl NvmeQueue {
         }
         let submitter = ring.submitter();
         submitter.register_files(&[ns.fd.as_raw_fd()])?;
-        let eventfd = sys::eventfd(true)?;
-        submitter.register_eventfd(eventfd.as_raw_fd())?;
+        let eventfd = CompletionFd::new()?;
         let capacity = ring.params().cq_entries();
         Ok(NvmeQueue {
             ring,
@@ -324,7 +323,15 @@ impl QueueDriver for NvmeQueue {
     }
 
     fn completion_fd(&self) -> RawFd {
-        self.eventfd.as_raw_fd()
+        self.eventfd.raw()
+    }
+
+    fn expose_completion_fd(&mut self) -> Result<()> {
+        self.eventfd.expose(&self.ring)
+    }
+
+    fn set_completion_fd_enabled(&mut self, enabled: bool) {
+        self.eventfd.set_enabled(&self.ring, enabled);
     }
 }
 
