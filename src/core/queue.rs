@@ -783,10 +783,15 @@ impl<D: QueueDriver> QueueOps for QueueCore<D> {
         min: usize,
         report: fn(Error) -> c_int,
     ) -> c_int {
+        // The C entry point's call without room for completions comes
+        // through `do_io_reporting_none`, which has `run`'s submit-only
+        // branch; this one (`out` empty only with non-NULL completions
+        // and max 0, where the general path does the same) goes straight
+        // to the gathering part.
         if self.poll {
             self.do_io_reporting_poll(out, min, report)
         } else {
-            self.run(out, min, None, None, false, move |r| reported(r, report))
+            self.run_gathering(out, min, None, None, false, move |r| reported(r, report))
         }
     }
 
