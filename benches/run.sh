@@ -212,12 +212,12 @@ fi
 
 if want multiqueue; then
     echo
-    echo "== two queues vs one (io_uring, tmpfs, block QD1, one thread per queue) =="
+    echo "== two queues vs one (io_uring, page-cache file, block QD1, one thread per queue) =="
     for c in ours upstream rawfixed; do
         rm -f "$OUT"/mq.*
         for _ in $(seq "$REPS"); do
             for q in 1 2; do
-                bench_run "$c" io_uring "$TMPFS_FILE" block 1 4096 randread 0 "$SECS" "$q" |
+                bench_run "$c" io_uring "$DISK_FILE" block 1 4096 randread 0 "$SECS" "$q" |
                     field iops >>"$OUT/mq.$q"
             done
         done
