@@ -405,7 +405,7 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
     fn check_hangup(&mut self) {
         if let Some(fd) = &self.hangup {
             if hung_up(fd) {
-                self.disconnected = true;
+                self.disconnect();
             }
         }
     }
@@ -417,8 +417,20 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
     #[inline(never)]
     fn device_broke(&mut self, out: &mut [Completion]) -> usize {
         self.fault = Some(c"device wrote an invalid used ring entry");
-        self.disconnected = true;
+        self.disconnect();
         self.reap_disconnected(out)
+    }
+
+    /// The device is gone (or broke the ring): from now on requests fail.
+    /// The one place `disconnected` is set; it also settles the kick
+    /// decision for whatever was published, so that nothing counts as
+    /// unsubmitted any more and [`QueueDriver::needs_submit`] and the kick
+    /// need no test of `disconnected` of their own.
+    #[cold]
+    #[inline(never)]
+    fn disconnect(&mut self) {
+        self.disconnected = true;
+        let _ = self.vq.needs_kick();
     }
 
     /// Fails every request still in the ring (the device is gone).
@@ -436,8 +448,11 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
         n
     }
 
+    /// Never kicks a device that is gone: nothing is published after
+    /// [`VirtioQueue::disconnect`] (requests are refused), and it settled
+    /// the decision for what was.
     fn kick_if_needed(&mut self) {
-        if !self.disconnected && self.vq.needs_kick() {
+        if self.vq.needs_kick() {
             self.kick.kick();
         }
     }
@@ -497,7 +512,7 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
                 sys::eventfd_drain(self.call.as_raw_fd());
             }
             if fds[1].revents != 0 {
-                self.disconnected = true;
+                self.disconnect();
             }
         }
         Ok(())
@@ -644,8 +659,10 @@ impl<T: Transport, V: Virtqueue<Pending>> QueueDriver for VirtioQueue<T, V> {
         self.in_flight
     }
 
+    /// Nothing is unkicked once the device is gone (see
+    /// [`VirtioQueue::disconnect`]).
     fn needs_submit(&self) -> bool {
-        !self.disconnected && self.vq.has_unkicked()
+        self.vq.has_unkicked()
     }
 
     /// Inlined: the kick and the check that nothing needs waiting for;
