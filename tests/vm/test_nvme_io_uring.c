@@ -273,14 +273,38 @@ static void data_path(struct blkio *b)
     ret = blkioq_do_io_interruptible(q, &c, 1, 1, NULL, &none);
     CHECK_INT(ret, 1, "do_io_interruptible with a sigmask waits for the read");
 
-    /* The completion fd becomes readable after a completion. */
-    int efd = blkioq_get_completion_fd(q);
-    CHECK(efd >= 0, "completion fd");
+    /* The completion fd, first asked for while a completion waits in the
+     * ring (the driver registers it with the ring only then), is readable. */
     blkioq_read(q, 0, rd, 4096, NULL, 0);
     blkioq_do_io(q, NULL, 0, 0, NULL);
+    usleep(500000);
+    int efd = blkioq_get_completion_fd(q);
+    CHECK(efd >= 0, "completion fd");
     struct pollfd pfd = {efd, POLLIN, 0};
-    CHECK_INT(poll(&pfd, 1, VM_TIMEOUT_S * 1000), 1, "completion fd readable");
+    CHECK_INT(poll(&pfd, 1, VM_TIMEOUT_S * 1000), 1,
+              "completion fd readable for a completion from before it was asked for");
     uint64_t cnt;
+    CHECK_INT(read(efd, &cnt, 8), 8, "read the completion fd");
+    CHECK_INT(vm_wait1(q, NULL), 0, "and reap the read");
+
+    /* The completion fd becomes readable after a completion. */
+    blkioq_read(q, 0, rd, 4096, NULL, 0);
+    blkioq_do_io(q, NULL, 0, 0, NULL);
+    CHECK_INT(poll(&pfd, 1, VM_TIMEOUT_S * 1000), 1, "completion fd readable");
+    CHECK_INT(read(efd, &cnt, 8), 8, "read the completion fd");
+    CHECK_INT(vm_wait1(q, NULL), 0, "and reap the read");
+
+    /* Disabled (IORING_CQ_EVENTFD_DISABLED), the kernel does not signal it;
+     * enabling again signals a completion that arrived meanwhile. */
+    blkioq_set_completion_fd_enabled(q, false);
+    blkioq_read(q, 0, rd, 4096, NULL, 0);
+    CHECK_INT(vm_wait1(q, NULL), 0, "disabled: a read completes");
+    CHECK_INT(poll(&pfd, 1, 0), 0, "disabled: the completion fd stays quiet");
+    blkioq_read(q, 0, rd, 4096, NULL, 0);
+    blkioq_do_io(q, NULL, 0, 0, NULL);
+    usleep(500000);
+    blkioq_set_completion_fd_enabled(q, true);
+    CHECK_INT(poll(&pfd, 1, VM_TIMEOUT_S * 1000), 1, "enabled again: the fd is readable");
     CHECK_INT(read(efd, &cnt, 8), 8, "read the completion fd");
     CHECK_INT(vm_wait1(q, NULL), 0, "and reap the read");
 
