@@ -502,10 +502,18 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
                 revents: 0,
             },
         ];
+        // What is left of the timeout, built only when there is one.
+        let mut left;
         // Re-checked after notifications were turned on: no lost wake-up.
         while !self.ready(1) {
-            let ts = start.map(|(s, t)| duration_to_timespec(t.saturating_sub(s.elapsed())));
-            if sys::ppoll(&mut fds, ts.as_ref(), sig)? == 0 {
+            let ts = match start {
+                Some((s, t)) => {
+                    left = duration_to_timespec(t.saturating_sub(s.elapsed()));
+                    Some(&left)
+                }
+                None => None,
+            };
+            if sys::ppoll(&mut fds, ts, sig)? == 0 {
                 return Err(timed_out());
             }
             if fds[0].revents != 0 {
