@@ -79,7 +79,7 @@ if ! cc -std=gnu11 -Wall -Wextra -Werror -Iinclude -o "$work/props" tests/man/pr
     exit 1
 fi
 if [ ! -e "$libdir/libblkio.so.1" ]; then
-    ln -sf "$(basename "$lib")" "$work/libblkio.so.1"
+    ln -sf "$(realpath "$lib")" "$work/libblkio.so.1"
 fi
 if ! LD_LIBRARY_PATH=$work:$libdir "$work/props" > "$work/props.txt"; then
     not_ok "reading x.properties of every driver"
