@@ -97,6 +97,10 @@ pub struct VirtioQueue<T: Transport, V: Virtqueue<Pending>> {
     /// The application's `blkioq_set_completion_fd_enabled` setting.
     notify: bool,
     hangup: Option<Arc<OwnedFd>>,
+    /// What a sleep polls: the call eventfd (`POLLIN`) and the hang-up fd
+    /// (`POLLRDHUP`; -1, ignored by `ppoll`, without one), set up once so
+    /// that a sleep builds nothing (`ppoll` only writes `revents`).
+    sleep_fds: [libc::pollfd; 2],
     /// The device went away: in-flight requests fail, new ones are refused.
     disconnected: bool,
     /// Why the queue stopped when the device broke the ring's rules rather
@@ -122,6 +126,18 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
             set_nonblocking(p.call.as_raw_fd())?;
         }
         vq.set_notifications(false);
+        let sleep_fds = [
+            libc::pollfd {
+                fd: p.call.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: p.hangup.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            },
+        ];
         Ok(VirtioQueue {
             vq,
             records,
@@ -137,6 +153,7 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
             chain: Vec::with_capacity(8),
             notify: false,
             hangup: p.hangup,
+            sleep_fds,
             disconnected: false,
             fault: None,
             idle_reaps: 0,
@@ -370,14 +387,15 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
     }
 
     /// Spins (poll queue) or sleeps until `wait_for` used entries are
-    /// there; see [`QueueDriver::submit_and_wait`].
+    /// there; see [`QueueDriver::submit_and_wait`], which makes the
+    /// failure an [`Error`] (this result fits in a register).
     #[inline(never)]
     fn wait(
         &mut self,
         wait_for: usize,
         timeout: Option<Duration>,
         sig: Option<&libc::sigset_t>,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), WaitFailed> {
         if self.poll {
             return self.spin(wait_for, timeout);
         }
@@ -463,12 +481,16 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
     }
 
     /// Poll queue: spin on the used ring.
-    fn spin(&mut self, wait_for: usize, timeout: Option<Duration>) -> Result<()> {
+    fn spin(
+        &mut self,
+        wait_for: usize,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), WaitFailed> {
         let start = Instant::now();
         let mut spins = 0u32;
         while !self.ready(wait_for) {
             if timeout.is_some_and(|t| start.elapsed() >= t) {
-                return Err(timed_out());
+                return Err(WaitFailed::TimedOut);
             }
             spins = spins.wrapping_add(1);
             if spins % SPINS_PER_CHECK == 0 {
@@ -488,20 +510,15 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
     ///
     /// The clock is read only with a timeout; `ppoll` and the drain of the
     /// eventfd are direct system calls (`core::sys`).
-    fn sleep(&mut self, timeout: Option<Duration>, sig: Option<&libc::sigset_t>) -> Result<()> {
+    fn sleep(
+        &mut self,
+        timeout: Option<Duration>,
+        sig: Option<&libc::sigset_t>,
+    ) -> std::result::Result<(), WaitFailed> {
         let start = timeout.map(|t| (Instant::now(), t));
-        let mut fds = [
-            libc::pollfd {
-                fd: self.call.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.hangup.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                events: libc::POLLRDHUP,
-                revents: 0,
-            },
-        ];
+        // A copy: with the queue's own array handed to the kernel, every
+        // field of the queue would be reloaded after each system call.
+        let mut fds = self.sleep_fds;
         // What is left of the timeout, built only when there is one.
         let mut left;
         // Re-checked after notifications were turned on: no lost wake-up.
@@ -513,11 +530,13 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
                 }
                 None => None,
             };
-            if sys::ppoll(&mut fds, ts, sig)? == 0 {
-                return Err(timed_out());
+            match sys::ppoll(&mut fds, ts, sig) {
+                Ok(0) => return Err(WaitFailed::TimedOut),
+                Ok(_) => {}
+                Err(e) => return Err(WaitFailed::Os(e)),
             }
             if fds[0].revents != 0 {
-                sys::eventfd_drain(self.call.as_raw_fd());
+                sys::eventfd_drain(fds[0].fd);
             }
             if fds[1].revents != 0 {
                 self.disconnect();
@@ -550,8 +569,23 @@ fn too_many_descriptors() -> Refusal {
     )
 }
 
-fn timed_out() -> Error {
-    Error::TimedOut(crate::core::error::Timeout::Wait)
+/// Why a wait ended before the used ring had what it waited for.
+#[derive(Clone, Copy)]
+enum WaitFailed {
+    /// The timeout ran out.
+    TimedOut,
+    /// `ppoll` failed (EINTR: a signal arrived).
+    Os(sys::Errno),
+}
+
+impl From<WaitFailed> for Error {
+    #[cold]
+    fn from(w: WaitFailed) -> Error {
+        match w {
+            WaitFailed::TimedOut => Error::TimedOut(crate::core::error::Timeout::Wait),
+            WaitFailed::Os(e) => e.into(),
+        }
+    }
 }
 
 fn set_nonblocking(fd: RawFd) -> Result<()> {
@@ -686,7 +720,7 @@ impl<T: Transport, V: Virtqueue<Pending>> QueueDriver for VirtioQueue<T, V> {
         if wait_for == 0 || self.ready(wait_for) {
             return Ok(());
         }
-        self.wait(wait_for, timeout, sig)
+        Ok(self.wait(wait_for, timeout, sig)?)
     }
 
     fn completion_fd(&self) -> RawFd {
