@@ -522,7 +522,9 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
         // What is left of the timeout, built only when there is one.
         let mut left;
         // Re-checked after notifications were turned on: no lost wake-up.
-        while !self.ready(1) {
+        // The device is not known to be gone here (`submit_and_wait`
+        // checked), and it can go only where the loop ends.
+        while self.vq.used_pending() == 0 {
             let ts = match start {
                 Some((s, t)) => {
                     left = duration_to_timespec(t.saturating_sub(s.elapsed()));
@@ -540,6 +542,7 @@ impl<T: Transport, V: Virtqueue<Pending>> VirtioQueue<T, V> {
             }
             if fds[1].revents != 0 {
                 self.disconnect();
+                break;
             }
         }
         Ok(())

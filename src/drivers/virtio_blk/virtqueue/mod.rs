@@ -71,7 +71,9 @@ pub trait Virtqueue<T>: Send {
     /// (event index or `VRING_USED_F_NO_NOTIFY`).
     fn needs_kick(&mut self) -> bool;
 
-    /// Turns used-buffer notifications on or off; followed by a full fence
-    /// so a re-check of the used ring cannot miss a notification.
+    /// Turns used-buffer notifications on or off. Turning them on is
+    /// followed by a full fence, so that a re-check of the used ring cannot
+    /// miss a notification; turning them off needs none (the device may
+    /// notify once more either way).
     fn set_notifications(&mut self, enabled: bool);
 }

@@ -309,7 +309,9 @@ impl<T: Copy + Default + Send> Virtqueue<T> for PackedQueue<T> {
         let flags = if enabled { EVENT_ENABLE } else { EVENT_DISABLE };
         // SAFETY: the driver area's flags word.
         unsafe { self.event(1).write_volatile(flags.to_le()) };
-        fence(Ordering::SeqCst);
+        if enabled {
+            fence(Ordering::SeqCst);
+        }
     }
 }
 

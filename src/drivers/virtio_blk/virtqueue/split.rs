@@ -74,6 +74,9 @@ pub struct SplitQueue<T> {
     desc: NonNull<Descriptor>,
     /// `avail.flags`; `idx` is at +1, `ring` at +2, `used_event` at +2+N.
     avail: NonNull<u16>,
+    /// `avail.used_event`, written on every wait and (notifications on)
+    /// every pop.
+    used_event: NonNull<u16>,
     /// Start of the used ring.
     used: NonNull<u8>,
     size: u16,
@@ -128,9 +131,12 @@ impl<T: Copy + Default> SplitQueue<T> {
         let layout = Layout::new(size);
         // SAFETY: the offsets stay inside the block described by `layout`.
         let (avail, used) = unsafe { (mem.add(layout.avail).cast::<u16>(), mem.add(layout.used)) };
+        // SAFETY: slot 2 + N of the available ring area.
+        let used_event = unsafe { avail.add(2 + size as usize) };
         SplitQueue {
             desc: mem.cast(),
             avail,
+            used_event,
             used,
             size,
             free_head: 0,
@@ -224,13 +230,8 @@ impl<T: Copy + Default> SplitQueue<T> {
 
     /// `avail.used_event`.
     fn write_used_event(&self, value: u16) {
-        // SAFETY: slot 2 + N of the available ring area.
-        unsafe {
-            self.avail
-                .as_ptr()
-                .add(2 + self.size as usize)
-                .write_volatile(value.to_le())
-        };
+        // SAFETY: `avail.used_event`, inside the ring block.
+        unsafe { self.used_event.as_ptr().write_volatile(value.to_le()) };
     }
 
     /// `used.avail_event`, written by the device.
@@ -386,7 +387,9 @@ impl<T: Copy + Default + Send> Virtqueue<T> for SplitQueue<T> {
             // SAFETY: `avail.flags`.
             unsafe { self.avail.as_ptr().write_volatile(flags.to_le()) };
         }
-        fence(Ordering::SeqCst);
+        if enabled {
+            fence(Ordering::SeqCst);
+        }
     }
 }
 
