@@ -367,7 +367,8 @@ impl DeviceRing for PackedDevice {
 /// cursor by any amount, device scribbles a u16 anywhere in the ring
 /// (the descriptor table included: the driver reads nothing back from
 /// it that it relies on, docs/virtio-device-trust.md), device writes a
-/// status byte, driver pops, kick decision, notification switch.
+/// status byte, driver pops, kick decision, notification switch or a
+/// sleep's arm and disarm.
 fn hostile_device(
     q: &mut dyn Virtqueue<u16>,
     mem: &mut Shared,
@@ -397,7 +398,11 @@ fn hostile_device(
             6 => {
                 let _ = q.needs_kick();
             }
-            _ => q.set_notifications(input.bool()),
+            _ => match input.u8() % 3 {
+                0 => q.set_notifications(input.bool()),
+                1 => q.arm(),
+                _ => q.disarm(),
+            },
         }
         h.check(q);
     }

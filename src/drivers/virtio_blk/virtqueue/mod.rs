@@ -76,4 +76,18 @@ pub trait Virtqueue<T>: Send {
     /// miss a notification; turning them off needs none (the device may
     /// notify once more either way).
     fn set_notifications(&mut self, enabled: bool);
+
+    /// With notifications off, has the device signal its next used entry,
+    /// for one sleep; followed by a full fence, so that a re-check of the
+    /// used ring cannot miss the signal. Notifications count as off
+    /// throughout; [`Virtqueue::disarm`] ends it.
+    fn arm(&mut self) {
+        self.set_notifications(true);
+    }
+
+    /// After [`Virtqueue::arm`] and the sleep: no further signals (the
+    /// device may signal once more).
+    fn disarm(&mut self) {
+        self.set_notifications(false);
+    }
 }

@@ -391,6 +391,30 @@ impl<T: Copy + Default + Send> Virtqueue<T> for SplitQueue<T> {
             fence(Ordering::SeqCst);
         }
     }
+
+    /// With EVENT_IDX: `used_event = used_last`, what enabling writes,
+    /// but pops do not keep it current.
+    fn arm(&mut self) {
+        if self.event_idx {
+            self.write_used_event(self.used_last);
+            fence(Ordering::SeqCst);
+        } else {
+            self.set_notifications(true);
+        }
+    }
+
+    /// With EVENT_IDX, once the device has used an entry (nothing was
+    /// popped since [`Virtqueue::arm`]) it has passed the armed
+    /// `used_event`, which then stays behind the used index until 65536
+    /// more entries, as the disabled state's does: only a sleep that
+    /// ended without one (timeout, signal, hang-up) writes anything.
+    fn disarm(&mut self) {
+        if !self.event_idx {
+            self.set_notifications(false);
+        } else if self.used_pending() == 0 {
+            self.write_used_event(self.used_last.wrapping_sub(1));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -781,5 +805,44 @@ mod tests {
         assert_eq!(pop(&mut q), Some(1));
         assert_eq!(ring.u16_at(used_event), 2, "kept current while enabled");
         assert_eq!(ring.u16_at(l.avail), 0, "flags untouched with EVENT_IDX");
+    }
+
+    #[test]
+    fn arm_for_one_sleep() {
+        let mut ring = Ring::new(4);
+        let l = Layout::new(4);
+        let mut q = ring.queue(false);
+        q.set_notifications(false);
+        q.arm();
+        assert_eq!(ring.u16_at(l.avail), 0, "armed without EVENT_IDX: on");
+        q.disarm();
+        assert_eq!(ring.u16_at(l.avail), VRING_AVAIL_F_NO_INTERRUPT as u16);
+
+        let mut ring = Ring::new(4);
+        let used_event = l.avail + 4 + 2 * 4;
+        let mut q = ring.queue(true);
+        q.set_notifications(false);
+        add(&mut q, &[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
+        add(&mut q, &[buf(1, 1, true)]);
+        // A sleep that ends without a used entry puts used_event back
+        // behind used_last.
+        q.arm();
+        assert_eq!(ring.u16_at(used_event), 0, "signal at the next entry");
+        q.disarm();
+        assert_eq!(ring.u16_at(used_event), u16::MAX);
+        // One that ends with one leaves it where the device passed it.
+        q.arm();
+        ring.complete(0);
+        q.disarm();
+        assert_eq!(ring.u16_at(used_event), 0, "passed: left behind");
+        assert_eq!(pop(&mut q), Some(0));
+        assert_eq!(ring.u16_at(used_event), 0, "pops do not move it");
+        q.arm();
+        assert_eq!(ring.u16_at(used_event), 1);
+        ring.complete(1);
+        q.disarm();
+        assert_eq!(pop(&mut q), Some(1));
+        assert_eq!(ring.u16_at(used_event), 1, "armed state ended");
     }
 }
