@@ -91,3 +91,30 @@ pub trait Virtqueue<T>: Send {
         self.set_notifications(false);
     }
 }
+
+/// Rings whose chains carry a token derived from their id, for the ring
+/// tests and the fuzz harness: a pop can then check that the right token
+/// comes back with its chain.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod checked {
+    use super::{Buffer, Virtqueue};
+
+    /// The token of the chain with id `id`.
+    pub fn token(id: u16) -> u16 {
+        id ^ 0x5A5A
+    }
+
+    /// [`Virtqueue::add_chain`] with the chain's [`token`].
+    pub fn add<Q: Virtqueue<u16> + ?Sized>(q: &mut Q, chain: &[Buffer]) -> u16 {
+        let id = q.next_id().expect("a free descriptor");
+        q.add_chain(chain, token(id))
+    }
+
+    /// [`Virtqueue::pop_used`], checking the token.
+    pub fn pop<Q: Virtqueue<u16> + ?Sized>(q: &mut Q) -> Option<u16> {
+        q.pop_used().map(|(id, t)| {
+            assert_eq!(t, token(id), "chain {id} came back with another token");
+            id
+        })
+    }
+}

@@ -318,6 +318,7 @@ impl<T: Copy + Default + Send> Virtqueue<T> for PackedQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drivers::virtio_blk::virtqueue::checked::{add, pop};
 
     /// Ring memory plus a device model: it consumes available chains in
     /// ring order and marks them used in any order it is told, as the
@@ -424,26 +425,6 @@ mod tests {
                 (self.used, self.used_wrap) = self.step(self.used, self.used_wrap);
             }
         }
-    }
-
-    /// The token each chain carries in these tests: derived from its id,
-    /// so that [`pop`] can check the right one comes back.
-    fn token(id: u16) -> u16 {
-        id ^ 0x5A5A
-    }
-
-    /// `add_chain` with the chain's [`token`].
-    fn add(q: &mut PackedQueue<u16>, chain: &[Buffer]) -> u16 {
-        let id = q.next_id().expect("a free id");
-        q.add_chain(chain, token(id))
-    }
-
-    /// `pop_used`, checking the token.
-    fn pop(q: &mut PackedQueue<u16>) -> Option<u16> {
-        q.pop_used().map(|(id, t)| {
-            assert_eq!(t, token(id), "token of chain {id}");
-            id
-        })
     }
 
     fn buf(addr: u64, len: u32, w: bool) -> Buffer {

@@ -420,6 +420,7 @@ impl<T: Copy + Default + Send> Virtqueue<T> for SplitQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drivers::virtio_blk::virtqueue::checked::{add, pop};
 
     /// A chain as the device sees it: (addr, len, device-writable) each.
     type DeviceChain = Vec<(u64, u32, bool)>;
@@ -515,26 +516,6 @@ mod tests {
             self.dev_used = self.dev_used.wrapping_add(1);
             self.set_u16(l.used + 2, self.dev_used);
         }
-    }
-
-    /// The token each chain carries in these tests: derived from its id,
-    /// so that [`pop`] can check the right one comes back.
-    fn token(id: u16) -> u16 {
-        id ^ 0x5A5A
-    }
-
-    /// `add_chain` with the chain's [`token`].
-    fn add(q: &mut SplitQueue<u16>, chain: &[Buffer]) -> u16 {
-        let id = q.next_id().expect("a free descriptor");
-        q.add_chain(chain, token(id))
-    }
-
-    /// `pop_used`, checking the token.
-    fn pop(q: &mut SplitQueue<u16>) -> Option<u16> {
-        q.pop_used().map(|(id, t)| {
-            assert_eq!(t, token(id), "token of chain {id}");
-            id
-        })
     }
 
     fn buf(addr: u64, len: u32, w: bool) -> Buffer {
